@@ -1,0 +1,1 @@
+"""Pure optimisation on arrays: no pandas, no geometry, no files."""
