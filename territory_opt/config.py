@@ -1,0 +1,170 @@
+"""Planning settings: small frozen objects, loadable from TOML, overridable from the CLI."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from solvers.settings import SolveSettings
+
+__all__ = ["WorkloadSettings", "PotentialSettings", "PlanConfig"]
+
+
+@dataclass(frozen=True)
+class WorkloadSettings:
+    """Hours per account per year = visits x (minutes per visit / 60 + travel per visit).
+
+    Travel per visit is a round trip: 2 x great-circle km x ``circuity`` / ``speed_kmh``.
+    """
+
+    visits_per_year: dict[str, float] = field(
+        default_factory=lambda: {"A": 6.0, "B": 4.0, "C": 2.0, "D": 1.0}
+    )
+    default_visits_per_year: float = 1.0
+    minutes_per_visit: float = 60.0
+    circuity: float = 1.3
+    speed_kmh: float = 70.0
+    hours_per_fte: float = 1600.0
+
+    def __post_init__(self) -> None:
+        bad = [
+            f"{name} must be > 0"
+            for name in ("minutes_per_visit", "circuity", "speed_kmh", "hours_per_fte")
+            if not getattr(self, name) > 0
+        ]
+        bad += [
+            f"visits_per_year[{k!r}] must be >= 0" for k, v in self.visits_per_year.items() if v < 0
+        ]
+        if bad:
+            raise ValueError("invalid workload settings: " + "; ".join(bad))
+
+
+@dataclass(frozen=True)
+class PotentialSettings:
+    """How potential (currency/year) is obtained when the accounts carry no ``potential``.
+
+    ``method``: ``column`` (use the accounts' ``potential``), ``peer_quantile`` or
+    ``firmographic``; ``auto`` picks ``column`` when present, else ``peer_quantile``.
+    """
+
+    method: str = "auto"
+    quantile: float = 0.75
+    min_peers: int = 20
+    size_bins: int = 5
+    floor_at_spend: bool = True
+
+    def __post_init__(self) -> None:
+        if self.method not in ("auto", "column", "peer_quantile", "firmographic"):
+            raise ValueError(
+                f"potential.method must be auto, column, peer_quantile or firmographic; "
+                f"got {self.method!r}"
+            )
+        if not 0 < self.quantile < 1:
+            raise ValueError(f"potential.quantile must be in (0, 1), got {self.quantile}")
+
+
+@dataclass(frozen=True)
+class PlanConfig:
+    """Everything a plan depends on besides the input files.
+
+    Attributes
+    ----------
+    quota_total:
+        Currency to distribute as quotas; ``None`` uses the total potential.
+    tolerance:
+        Half-width of each rep's potential band around its target, as a share of target.
+    num_candidates:
+        Nearest reps (by travel) an account may go to, besides its current rep.
+    max_travel_km:
+        Candidates farther than this are dropped (the nearest one is always kept).
+    rep_reach:
+        Each rep is also a candidate for its nearest accounts until they hold this multiple
+        of its target potential.
+    max_widenings:
+        When the relaxation proves the candidates too narrow, ``num_candidates`` and
+        ``rep_reach`` double, up to this many times, before the plan is called infeasible.
+    """
+
+    quota_total: float | None = None
+    tolerance: float = 0.05
+    num_candidates: int = 8
+    max_travel_km: float = 400.0
+    rep_reach: float = 2.0
+    max_widenings: int = 3
+    workload: WorkloadSettings = field(default_factory=WorkloadSettings)
+    potential: PotentialSettings = field(default_factory=PotentialSettings)
+    solve: SolveSettings = field(default_factory=lambda: SolveSettings(time_limit_s=120.0))
+
+    def __post_init__(self) -> None:
+        bad = []
+        if not 0 < self.tolerance < 1:
+            bad.append(f"tolerance must be in (0, 1), got {self.tolerance}")
+        if self.num_candidates < 1:
+            bad.append(f"num_candidates must be >= 1, got {self.num_candidates}")
+        if self.quota_total is not None and not self.quota_total > 0:
+            bad.append(f"quota_total must be > 0, got {self.quota_total}")
+        if not self.max_travel_km > 0:
+            bad.append(f"max_travel_km must be > 0, got {self.max_travel_km}")
+        if bad:
+            raise ValueError("invalid plan config: " + "; ".join(bad))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PlanConfig:
+        data = dict(data)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown config key(s) {unknown}; known: {sorted(known)}")
+        if "workload" in data:
+            data["workload"] = _sub(WorkloadSettings, data["workload"], "workload")
+        if "potential" in data:
+            data["potential"] = _sub(PotentialSettings, data["potential"], "potential")
+        if "solve" in data:
+            data["solve"] = SolveSettings.from_dict(data["solve"])
+        return cls(**data)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> PlanConfig:
+        path = Path(path)
+        try:
+            with open(path, "rb") as f:
+                return cls.from_dict(tomllib.load(f))
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{path}: not valid TOML ({exc})") from exc
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: {exc}") from exc
+
+    def with_overrides(
+        self,
+        *,
+        quota_total: float | None = None,
+        tolerance: float | None = None,
+        time_limit_s: float | None = None,
+        seed: int | None = None,
+        workers: int | None = None,
+    ) -> PlanConfig:
+        """The CLI's flags win over the file's values."""
+        top = {
+            k: v
+            for k, v in (("quota_total", quota_total), ("tolerance", tolerance))
+            if v is not None
+        }
+        solve = {
+            k: v
+            for k, v in (("time_limit_s", time_limit_s), ("seed", seed), ("num_workers", workers))
+            if v is not None
+        }
+        return replace(self, **top, solve=replace(self.solve, **solve))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _sub(cls, data: dict[str, Any], name: str):
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in [{name}]; known: {sorted(known)}")
+    return cls(**data)

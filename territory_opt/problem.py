@@ -1,0 +1,171 @@
+"""From validated frames to the solver's arrays: candidates, costs, workloads, bands."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from solvers.problem import AlignmentProblem
+
+from .config import PlanConfig
+from .errors import InputError, InputProblem
+from .geo import haversine_km, nearest
+from .workload import capacity_h, visits_per_year, workload_h
+
+__all__ = ["PlanningProblem", "build_problem"]
+
+
+@dataclass(frozen=True, eq=False)
+class PlanningProblem:
+    """The solver's problem plus what the domain needs to read its answer.
+
+    ``account_ids`` and ``rep_ids`` give the order of units and reps; ``pair_travel_km`` is
+    the great-circle distance of each candidate pair; ``pool`` is each rep's segment pool
+    (``"all"`` without segments).
+    """
+
+    problem: AlignmentProblem
+    account_ids: np.ndarray
+    rep_ids: np.ndarray
+    potential: np.ndarray
+    visits: np.ndarray
+    pair_travel_km: np.ndarray
+    rep_pool: np.ndarray
+    account_pool: np.ndarray
+
+
+def _targets(pot, rep_pool, acc_pool, cap) -> np.ndarray:
+    """Each rep's share of its pool's potential equals its share of the pool's capacity."""
+    target = np.zeros(rep_pool.size)
+    for pool in np.unique(rep_pool):
+        in_pool = rep_pool == pool
+        pool_cap = cap[in_pool].sum()
+        share = (
+            cap[in_pool] / pool_cap if pool_cap > 0 else np.full(in_pool.sum(), 1 / in_pool.sum())
+        )
+        target[in_pool] = pot[acc_pool == pool].sum() * share
+    return target
+
+
+def build_problem(
+    accounts: pd.DataFrame, reps: pd.DataFrame, potential: pd.Series, config: PlanConfig
+) -> PlanningProblem:
+    """Candidate pairs (nearest eligible reps, current and locked rep), costs and bands.
+
+    Targets are proportional to capacity within each segment pool: a rep's target share of
+    its pool's potential equals its share of the pool's capacity.
+    """
+    n, r = len(accounts), len(reps)
+    rep_ids = reps["rep_id"].to_numpy(str)
+    rep_index = pd.Series(np.arange(r), index=rep_ids)
+    pot = potential.reindex(accounts.index).to_numpy(float)
+    segmented = "segment" in reps and reps["segment"].notna().any()
+    rep_pool = reps["segment"].astype(str).to_numpy() if segmented else np.full(r, "all")
+    acc_pool = accounts["segment"].astype(str).to_numpy() if segmented else np.full(n, "all")
+    cur = accounts["current_rep_id"].map(rep_index).fillna(-1).to_numpy(np.int64)
+    locked = accounts["locked"].to_numpy(bool)
+    fixed = np.where(locked, cur, -1)
+
+    lat, lon = accounts["lat"].to_numpy(float), accounts["lon"].to_numpy(float)
+    rlat, rlon = reps["lat"].to_numpy(float), reps["lon"].to_numpy(float)
+    rows: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
+    problems: list[InputProblem] = []
+    for pool in np.unique(rep_pool):
+        reps_in = np.flatnonzero(rep_pool == pool)
+        accs_in = np.flatnonzero(acc_pool == pool)
+        if accs_in.size == 0:
+            for i in reps_in:
+                problems.append(
+                    InputProblem(
+                        "reps",
+                        f"rep '{rep_ids[i]}' (segment '{pool}') can reach no account: no "
+                        "account has that segment",
+                        "remove the rep or fix its segment",
+                        row=int(i) + 1,
+                        column="segment",
+                    )
+                )
+            continue
+        idx, dist = nearest(
+            lat[accs_in], lon[accs_in], rlat[reps_in], rlon[reps_in], config.num_candidates
+        )
+        keep = dist <= config.max_travel_km
+        keep[:, 0] = True  # the nearest eligible rep is always a candidate
+        rows.append(np.repeat(accs_in, keep.sum(axis=1)))
+        cols.append(reps_in[idx[keep]])
+    if problems:
+        raise InputError(problems)
+    # Rep-side candidates: each rep also reaches its nearest accounts until they hold
+    # ``rep_reach`` x its target, so reps far from the crowd can still fill their band.
+    pot_target = _targets(pot, rep_pool, acc_pool, capacity_h(reps, config.workload))
+    for i in range(r):
+        accs_in = np.flatnonzero(acc_pool == rep_pool[i])
+        km = haversine_km(lat[accs_in], lon[accs_in], rlat[i], rlon[i])
+        order = np.argsort(km, kind="stable")
+        cum = np.cumsum(pot[accs_in][order])
+        take = int(np.searchsorted(cum, config.rep_reach * pot_target[i])) + 1
+        rows.append(accs_in[order[:take]])
+        cols.append(np.full(min(take, accs_in.size), i))
+    # Current and locked reps are candidates too, when eligible (same pool).
+    has_cur = (cur >= 0) & (rep_pool[np.maximum(cur, 0)] == acc_pool)
+    rows.append(np.flatnonzero(has_cur))
+    cols.append(cur[has_cur])
+    unit = np.concatenate(rows)
+    rep = np.concatenate(cols)
+    order = np.lexsort((rep, unit))
+    unit, rep = unit[order], rep[order]
+    first = np.r_[True, (np.diff(unit) != 0) | (np.diff(rep) != 0)]
+    unit, rep = unit[first], rep[first]
+    reached = np.bincount(rep, minlength=r)
+    lonely = np.flatnonzero(reached == 0)
+    if lonely.size:
+        raise InputError(
+            [
+                InputProblem(
+                    "reps",
+                    f"rep '{rep_ids[i]}' is not among the {config.num_candidates} nearest "
+                    f"reps of any account within {config.max_travel_km:g} km, so it can reach no "
+                    "account",
+                    "check its home base, or raise num_candidates / max_travel_km",
+                    row=int(i) + 1,
+                    column="lat",
+                )
+                for i in lonely
+            ]
+        )
+    indptr = np.r_[0, np.cumsum(np.bincount(unit, minlength=n))]
+
+    travel = haversine_km(lat[unit], lon[unit], rlat[rep], rlon[rep])
+    visits = visits_per_year(accounts, config.workload)
+    pair_wl = workload_h(visits[unit], travel, config.workload)
+    cap = capacity_h(reps, config.workload)
+
+    target = pot_target
+    tol = config.tolerance
+    problem = AlignmentProblem(
+        cand_indptr=indptr,
+        cand_rep=rep,
+        pair_cost=pot[unit] * travel,
+        pair_workload_h=pair_wl,
+        unit_measure=pot[:, None],
+        measure_lo=(target * (1 - tol))[:, None],
+        measure_hi=(target * (1 + tol))[:, None],
+        measure_target=target[:, None],
+        capacity_h=cap,
+        fixed_rep=fixed,
+        current_rep=cur,
+        measure_names=("potential",),
+    )
+    return PlanningProblem(
+        problem=problem,
+        account_ids=accounts["account_id"].to_numpy(str),
+        rep_ids=rep_ids,
+        potential=pot,
+        visits=visits,
+        pair_travel_km=travel,
+        rep_pool=rep_pool,
+        account_pool=acc_pool,
+    )

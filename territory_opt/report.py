@@ -1,0 +1,123 @@
+"""Output tables, the map and the terminal summary of a plan."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from .problem import PlanningProblem
+from .quotas import headcount_quotas, potential_quotas
+
+__all__ = ["assignment_table", "territory_table", "render_map", "summary_text"]
+
+
+def assignment_table(pp: PlanningProblem, assignment: np.ndarray) -> pd.DataFrame:
+    """One row per account: rep, potential (currency/yr), hours/yr, km, previous rep, moved."""
+    p = pp.problem
+    pairs = p.pair_index(np.arange(p.num_units), assignment)
+    prev = np.where(p.current_rep >= 0, pp.rep_ids[np.maximum(p.current_rep, 0)], "")
+    rep = pp.rep_ids[assignment]
+    return pd.DataFrame(
+        {
+            "account_id": pp.account_ids,
+            "rep_id": rep,
+            "potential": pp.potential,
+            "workload_h": p.pair_workload_h[pairs],
+            "travel_km": pp.pair_travel_km[pairs],
+            "previous_rep_id": prev,
+            "moved": (prev != "") & (prev != rep),
+        }
+    )
+
+
+def territory_table(
+    pp: PlanningProblem, assignments: pd.DataFrame, quota_total: float
+) -> pd.DataFrame:
+    """One row per rep: size, potential against target, workload against capacity, quotas."""
+    p = pp.problem
+    g = assignments.groupby("rep_id")
+    ids = pd.Index(pp.rep_ids, name="rep_id")
+    potential = g["potential"].sum().reindex(ids).fillna(0.0).to_numpy()
+    target = p.measure_target[:, 0]
+    workload = g["workload_h"].sum().reindex(ids).fillna(0.0).to_numpy()
+    return pd.DataFrame(
+        {
+            "rep_id": pp.rep_ids,
+            "accounts": g.size().reindex(ids).fillna(0).astype(int).to_numpy(),
+            "potential": potential,
+            "target_potential": target,
+            "potential_dev_pct": 100 * (potential - target) / np.where(target > 0, target, 1),
+            "workload_h": workload,
+            "capacity_h": p.capacity_h,
+            "utilisation": workload / np.where(p.capacity_h > 0, p.capacity_h, np.nan),
+            "travel_km_mean": g["travel_km"].mean().reindex(ids).fillna(0.0).to_numpy(),
+            "quota": potential_quotas(quota_total, potential),
+            "quota_headcount": headcount_quotas(quota_total, len(ids)),
+        }
+    )
+
+
+def render_map(
+    accounts: pd.DataFrame,
+    reps: pd.DataFrame,
+    assignments: pd.DataFrame,
+    path: str | Path,
+    *,
+    boundaries=None,
+    title: str = "Territory plan",
+) -> None:
+    """Accounts coloured by rep, rep bases as black stars; optional polygon boundaries.
+
+    Uses a figure without pyplot, so no global matplotlib state changes.
+    """
+    fig = Figure(figsize=(9, 9), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    if boundaries is not None:
+        boundaries.boundary.plot(ax=ax, color="0.75", linewidth=0.4)
+    rep_ids = reps["rep_id"].to_numpy(str)
+    code = pd.Series(np.arange(len(rep_ids)), index=rep_ids)
+    # Neighbouring reps get far-apart hues: shuffle the palette deterministically.
+    hues = np.random.default_rng(0).permutation(len(rep_ids)) / max(1, len(rep_ids))
+    colours = colormaps["hsv"](hues)
+    acc = accounts.set_index("account_id").loc[assignments["account_id"]]
+    c = colours[code.loc[assignments["rep_id"]].to_numpy()]
+    ax.scatter(acc["lon"], acc["lat"], s=2, c=c, linewidths=0, alpha=0.8)
+    ax.scatter(reps["lon"], reps["lat"], s=60, marker="*", c="black", label="rep base")
+    ax.set_xlabel("longitude")
+    ax.set_ylabel("latitude")
+    ax.set_title(title)
+    ax.set_aspect(1 / np.cos(np.radians(float(reps["lat"].mean()))))
+    ax.legend(loc="lower left")
+    fig.savefig(path)
+
+
+def summary_text(territories: pd.DataFrame, manifest: dict) -> str:
+    """A short plain-text summary for the terminal and ``summary.txt``."""
+    s = manifest["solver"]
+    dev = territories["potential_dev_pct"].abs()
+    moved = manifest["plan"]["moved_accounts"]
+    quota_diff = (territories["quota"] - territories["quota_headcount"]).abs()
+    lines = [
+        f"Plan for {manifest['plan']['accounts']:,} accounts and {len(territories)} reps "
+        f"(potential: {manifest['plan']['potential_method']})",
+        f"  solver        {s['status']} in {s['runtime_s']:.1f} s; objective "
+        f"{s['objective']:,.4g}, bound {s['bound']:,.4g}, gap {100 * s['gap']:.2f} %",
+        f"  check         {manifest['check']['result']}",
+        f"  potential     worst deviation from target {dev.max():.2f} % "
+        f"(band +-{100 * manifest['config']['tolerance']:.1f} %); before: "
+        f"{manifest['plan']['before_worst_dev_pct']:.1f} %",
+        f"  workload      utilisation {territories['utilisation'].min():.0%} to "
+        f"{territories['utilisation'].max():.0%}",
+        f"  travel        mean {manifest['plan']['travel_km_mean']:.1f} km per account",
+        f"  moved         {moved:,} accounts ({manifest['plan']['moved_potential_pct']:.1f} % "
+        "of potential)",
+        f"  quotas        total {manifest['plan']['quota_total']:,.0f}; potential-based quotas "
+        f"differ from headcount quotas by up to {quota_diff.max():,.0f} per rep",
+    ]
+    return "\n".join(lines)
