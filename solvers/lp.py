@@ -85,7 +85,7 @@ def _arrays(problem: AlignmentProblem):
     return sp.vstack(blocks).tocsr(), np.concatenate(lo), np.concatenate(hi), var_lo
 
 
-def _solve(problem, integral, backend, time_limit_s, hint=None) -> LpSolution:
+def _solve(problem, integral, backend, time_limit_s) -> LpSolution:
     t0 = time.perf_counter()
     a, lo, hi, var_lo = _arrays(problem)
     # Costs in currency*km reach 1e10 and beyond; dividing by the mean keeps the solver's
@@ -98,10 +98,8 @@ def _solve(problem, integral, backend, time_limit_s, hint=None) -> LpSolution:
     if integral:
         for i in range(problem.num_pairs):
             model.helper.set_var_integrality(i, True)
-        if hint is not None:
-            chosen = problem.pair_index(np.arange(problem.num_units), hint)
-            for i in chosen[chosen >= 0]:
-                model.helper.add_hint(int(i), 1.0)
+        # No warm start: in OR-Tools 9.15 a hint passed to HiGHS through model_builder
+        # crashes the process (segmentation fault), so none is given.
     solver = mb.Solver(backend)
     if not solver.solver_is_supported():
         raise RuntimeError(f"LP/MIP backend {backend!r} is not available in this OR-Tools build")
@@ -136,7 +134,7 @@ def solve_mip(
     *,
     time_limit_s: float = 60.0,
     backend: str = "highs",
-    hint: np.ndarray | None = None,
 ) -> LpSolution:
-    """The same sparse model as a MIP (HiGHS or SCIP): the benchmarks' MIP baseline."""
-    return _solve(problem, True, backend, time_limit_s, hint)
+    """The same sparse model as a MIP (HiGHS or SCIP): the LNS sub-solver and the
+    benchmarks' MIP baseline."""
+    return _solve(problem, True, backend, time_limit_s)

@@ -83,8 +83,9 @@ class PlanConfig:
         Each rep is also a candidate for its nearest accounts until they hold this multiple
         of its target potential.
     max_widenings:
-        When the relaxation proves the candidates too narrow, ``num_candidates`` and
-        ``rep_reach`` double, up to this many times, before the plan is called infeasible.
+        When the relaxation proves the candidates too narrow, ``rep_reach`` doubles and
+        ``num_candidates`` grows by 4, up to this many times, before the plan is called
+        infeasible.
     """
 
     quota_total: float | None = None

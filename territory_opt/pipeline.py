@@ -167,7 +167,7 @@ def _solve_widening(inputs, potential, config, progress, t0):
             }
         )
         log.info("candidates too narrow (%s); widening", widenings[-1]["reason"])
-        cfg = replace(cfg, num_candidates=2 * cfg.num_candidates, rep_reach=2 * cfg.rep_reach)
+        cfg = replace(cfg, num_candidates=cfg.num_candidates + 4, rep_reach=2 * cfg.rep_reach)
     if not result.has_plan:
         findings = _explain(pp, cfg, result) + [f for f in precheck(pp, cfg.tolerance)]
         raise InfeasibleError(findings)

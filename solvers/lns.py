@@ -1,0 +1,169 @@
+"""Large-neighbourhood search over groups of neighbouring territories.
+
+Each step frees the accounts of a few reps that share candidate accounts, keeps everyone
+else fixed, and re-optimises the freed accounts exactly as a small sub-problem (the same
+:class:`AlignmentProblem` shape, with the fixed accounts' loads taken off each band). A
+move is kept only if it lowers the objective and the full plan still passes the checker.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from .check import check_plan
+from .cpsat import solve_cpsat
+from .lp import solve_mip
+from .problem import AlignmentProblem
+from .settings import SolveSettings
+
+__all__ = ["LnsStats", "improve", "rep_neighbours", "subproblem"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LnsStats:
+    iterations: int = 0
+    improvements: int = 0
+    sub_time_limit_hits: int = 0
+    passes: int = 0
+
+
+def rep_neighbours(problem: AlignmentProblem) -> list[np.ndarray]:
+    """Per rep, the other reps ordered by how many candidate accounts they share."""
+    inc = sp.csr_matrix(
+        (np.ones(problem.num_pairs), (problem.pair_unit, problem.cand_rep)),
+        shape=(problem.num_units, problem.num_reps),
+    )
+    shared = (inc.T @ inc).toarray()
+    np.fill_diagonal(shared, -1)
+    out = []
+    for r in range(problem.num_reps):
+        order = np.argsort(-shared[r], kind="stable")
+        out.append(order[shared[r, order] > 0])
+    return out
+
+
+def subproblem(
+    problem: AlignmentProblem, plan: np.ndarray, group: np.ndarray
+) -> tuple[AlignmentProblem, np.ndarray, np.ndarray] | None:
+    """The accounts of ``group`` (sorted rep indices) that could move within it, as a
+    problem of their own.
+
+    Returns (sub-problem, the freed units, the sub pairs' indices in ``problem``), or
+    ``None`` when nothing can move.
+    """
+    in_group = np.zeros(problem.num_reps, dtype=bool)
+    in_group[group] = True
+    local = np.full(problem.num_reps, -1, dtype=np.int64)
+    local[group] = np.arange(group.size)
+    pair_ok = in_group[problem.cand_rep] & in_group[plan[problem.pair_unit]]
+    pair_ok &= problem.fixed_rep[problem.pair_unit] < 0
+    options = np.bincount(problem.pair_unit[pair_ok], minlength=problem.num_units)
+    free = np.flatnonzero(options >= 2)
+    if free.size == 0:
+        return None
+    keep = pair_ok & (options[problem.pair_unit] >= 2)
+    pairs = np.flatnonzero(keep)
+    sub_unit = np.searchsorted(free, problem.pair_unit[pairs])
+    indptr = np.r_[0, np.cumsum(np.bincount(sub_unit, minlength=free.size))]
+
+    stay = np.ones(problem.num_units, dtype=bool)
+    stay[free] = False
+    stay &= in_group[plan]
+    stay_units = np.flatnonzero(stay)
+    stay_pairs = problem.pair_index(stay_units, plan[stay_units])
+    g = group.size
+    fixed_meas = np.zeros((g, problem.num_measures))
+    for j in range(problem.num_measures):
+        fixed_meas[:, j] = np.bincount(
+            local[plan[stay_units]], weights=problem.unit_measure[stay_units, j], minlength=g
+        )
+    fixed_work = np.bincount(
+        local[plan[stay_units]], weights=problem.pair_workload_h[stay_pairs], minlength=g
+    )
+    sub = AlignmentProblem(
+        cand_indptr=indptr,
+        cand_rep=local[problem.cand_rep[pairs]],
+        pair_cost=problem.pair_cost[pairs],
+        pair_workload_h=problem.pair_workload_h[pairs],
+        unit_measure=problem.unit_measure[free],
+        measure_lo=problem.measure_lo[group] - fixed_meas,
+        measure_hi=problem.measure_hi[group] - fixed_meas,
+        measure_target=problem.measure_target[group] - fixed_meas,
+        capacity_h=problem.capacity_h[group] - fixed_work,
+        fixed_rep=np.full(free.size, -1),
+        current_rep=local[plan[free]],
+        measure_names=problem.measure_names,
+    )
+    return sub, free, pairs
+
+
+def improve(
+    problem: AlignmentProblem,
+    plan: np.ndarray,
+    settings: SolveSettings,
+    *,
+    time_left: Callable[[], float],
+    good_enough: Callable[[float], bool],
+    on_improve: Callable[[np.ndarray, float], None] | None = None,
+    group_size: int = 4,
+    backend: str = "mip",
+    max_passes: int = 3,
+    sub_time_limit_s: float = 10.0,
+) -> tuple[np.ndarray, LnsStats]:
+    """Improve a checked ``plan`` until a pass brings nothing, the gap is good enough, or
+    time runs out. Deterministic for a given seed when sub-problems solve within their
+    limit (hits are counted in the statistics)."""
+    stats = LnsStats()
+    plan = np.asarray(plan, dtype=np.int64).copy()
+    neighbours = rep_neighbours(problem)
+    objective = check_plan(problem, plan).objective
+    rng = np.random.default_rng(settings.seed)
+    for _ in range(max_passes):
+        stats.passes += 1
+        improved_in_pass = False
+        for seed_rep in rng.permutation(problem.num_reps):
+            if time_left() <= 0 or good_enough(objective):
+                return plan, stats
+            group = np.sort(np.r_[seed_rep, neighbours[seed_rep][: group_size - 1]]).astype(
+                np.int64
+            )
+            built = subproblem(problem, plan, group)
+            if built is None:
+                continue
+            sub, free, _ = built
+            stats.iterations += 1
+            limit = min(sub_time_limit_s, max(0.1, time_left()))
+            current = sub.current_rep
+            if backend == "mip":
+                sol = solve_mip(sub, time_limit_s=limit)
+                if not sol.feasible:
+                    continue
+                stats.sub_time_limit_hits += sol.status != "OPTIMAL"
+                chosen = sol.x > 0.5
+                new_local = np.empty(free.size, dtype=np.int64)
+                new_local[sub.pair_unit[chosen]] = sub.cand_rep[chosen]
+            else:
+                res = solve_cpsat(sub, settings, hint=current, time_limit_s=limit)
+                if not res.has_plan:
+                    continue
+                stats.sub_time_limit_hits += res.status != "OPTIMAL"
+                new_local = res.assignment
+            candidate = plan.copy()
+            candidate[free] = group[new_local]
+            report = check_plan(problem, candidate)
+            if report.ok and report.objective < objective * (1 - 1e-9):
+                plan, objective = candidate, report.objective
+                stats.improvements += 1
+                improved_in_pass = True
+                if on_improve is not None:
+                    on_improve(plan, objective)
+        if not improved_in_pass:
+            break
+    return plan, stats

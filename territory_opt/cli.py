@@ -1,0 +1,239 @@
+"""Command line: ``territory-opt plan | demo | validate | quota-test``."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from solvers.check import PlanCheckError
+from solvers.result import ProgressEvent
+
+from .config import PlanConfig
+from .errors import InfeasibleError, InputError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Sales territory planning: optimised, checked, explainable.",
+)
+# soft_wrap: summaries piped to a file or CI log keep one line per figure.
+out_console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
+
+EXIT_INPUT, EXIT_INFEASIBLE, EXIT_CHECK = 2, 3, 4
+
+Opt = typer.Option
+
+
+class _LiveProgress:
+    """Shows elapsed time, phase, best objective, bound and gap while the solver runs."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+        self._status = console.status("starting the solve ...")
+        self._last = 0.0
+        self._logged = 0.0
+
+    def __enter__(self):
+        self._status.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._status.__exit__(*exc)
+
+    def __call__(self, ev: ProgressEvent) -> None:
+        now = time.monotonic()
+        if now - self._last < 0.2:  # bound callbacks can fire thousands of times a second
+            return
+        self._last = now
+        obj = "-" if ev.objective == float("inf") else f"{ev.objective:,.4g}"
+        gap = "-" if ev.gap == float("inf") else f"{100 * ev.gap:.2f} %"
+        text = (
+            f"{ev.phase:>7} {ev.elapsed_s:6.1f} s  objective {obj}  "
+            f"bound {ev.bound:,.4g}  gap {gap}"
+        )
+        self._status.update(text)
+        if not self._console.is_terminal and now - self._logged >= 5.0:
+            # No live line without a terminal: a log line every few seconds instead.
+            self._logged = now
+            logging.getLogger("territory_opt").info("%s", text)
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=err_console, show_path=False, show_time=False)],
+    )
+    for noisy in ("distributed", "asyncio", "matplotlib", "pyogrio", "fiona"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _config(config: Path | None, **overrides) -> PlanConfig:
+    base = PlanConfig.from_file(config) if config else PlanConfig()
+    return base.with_overrides(**overrides)
+
+
+def _fail(exc: Exception, code: int) -> None:
+    err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+    err_console.print("Nothing was written.")
+    raise typer.Exit(code)
+
+
+def _run_plan(accounts, reps, history, cfg: PlanConfig, out: Path, boundaries=None) -> None:
+    from .io import load_inputs
+    from .pipeline import plan
+
+    try:
+        inputs = load_inputs(accounts, reps, history)
+        with _LiveProgress(err_console) as progress:
+            result = plan(inputs, cfg, progress=progress)
+        geo = None
+        if boundaries is not None:
+            import geopandas as gpd
+
+            geo = gpd.read_file(boundaries)
+        result.write(out, boundaries=geo)
+    except InputError as exc:
+        _fail(exc, EXIT_INPUT)
+    except InfeasibleError as exc:
+        _fail(exc, EXIT_INFEASIBLE)
+    except PlanCheckError as exc:
+        _fail(exc, EXIT_CHECK)
+    except ValueError as exc:
+        _fail(exc, EXIT_INPUT)
+    out_console.print(result.summary(), highlight=False)
+    out_console.print(
+        f"Wrote {out}/: assignments.csv, territories.csv, manifest.json, map.png, summary.txt"
+    )
+
+
+@app.command()
+def plan(
+    accounts: Annotated[Path, Opt(help="Accounts file (CSV or Parquet).")],
+    reps: Annotated[Path, Opt(help="Reps file (CSV or Parquet).")],
+    out: Annotated[Path, Opt(help="Output folder (written atomically).")],
+    history: Annotated[Path | None, Opt(help="Bookings history (CSV or Parquet).")] = None,
+    config: Annotated[Path | None, Opt(help="Settings (TOML).")] = None,
+    quota_total: Annotated[float | None, Opt(help="Quota to distribute (currency).")] = None,
+    tolerance: Annotated[float | None, Opt(help="Potential band half-width (0.05 = 5 %).")] = None,
+    time_limit: Annotated[float | None, Opt(help="Wall-clock limit, seconds.")] = None,
+    seed: Annotated[int | None, Opt(help="Random seed.")] = None,
+    workers: Annotated[int | None, Opt(help="Solver workers.")] = None,
+    boundaries: Annotated[Path | None, Opt(help="Polygons to draw on the map.")] = None,
+    verbose: Annotated[bool, Opt("--verbose", "-v")] = False,
+) -> None:
+    """Optimise the annual territory plan and write checked outputs."""
+    _logging(verbose)
+    try:
+        cfg = _config(
+            config,
+            quota_total=quota_total,
+            tolerance=tolerance,
+            time_limit_s=time_limit,
+            seed=seed,
+            workers=workers,
+        )
+    except ValueError as exc:
+        _fail(exc, EXIT_INPUT)
+    _run_plan(accounts, reps, history, cfg, out, boundaries)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, Opt(help="Output folder.")] = Path("out/demo"),
+    time_limit: Annotated[float | None, Opt(help="Wall-clock limit, seconds.")] = None,
+    seed: Annotated[int | None, Opt(help="Random seed.")] = None,
+    workers: Annotated[int | None, Opt(help="Solver workers.")] = None,
+    verbose: Annotated[bool, Opt("--verbose", "-v")] = False,
+) -> None:
+    """Run the annual plan on the shipped demo book (Georgia, 20,000 accounts, 60 reps)."""
+    from .demo import boundaries_path, demo_files
+
+    _logging(verbose)
+    files = demo_files()
+    cfg = _config(files["config"], time_limit_s=time_limit, seed=seed, workers=workers)
+    _run_plan(files["accounts"], files["reps"], files["history"], cfg, out, boundaries_path())
+
+
+@app.command()
+def validate(
+    accounts: Annotated[Path, Opt(help="Accounts file (CSV or Parquet).")],
+    reps: Annotated[Path, Opt(help="Reps file (CSV or Parquet).")],
+    history: Annotated[Path | None, Opt(help="Bookings history.")] = None,
+    config: Annotated[Path | None, Opt(help="Settings (TOML).")] = None,
+) -> None:
+    """Check the inputs and the settings' arithmetic without solving."""
+    from .feasibility import precheck
+    from .io import load_inputs
+    from .potential import estimate_potential
+    from .problem import build_problem
+
+    _logging(False)
+    try:
+        cfg = _config(config)
+        inputs = load_inputs(accounts, reps, history)
+        potential, method = estimate_potential(inputs.accounts, inputs.history, cfg.potential)
+        pp = build_problem(inputs.accounts, inputs.reps, potential, cfg)
+    except (InputError, ValueError) as exc:
+        _fail(exc, EXIT_INPUT)
+    findings = [f for f in precheck(pp, cfg.tolerance) if f.rule != "reach"]
+    if findings:
+        _fail(InfeasibleError(findings), EXIT_INFEASIBLE)
+    out_console.print(
+        f"inputs valid: {len(inputs.accounts):,} accounts, {len(inputs.reps)} reps"
+        f"{'' if inputs.history is None else f', {len(inputs.history):,} history rows'}; "
+        f"potential via {method}; {pp.problem.num_pairs:,} candidate pairs; no arithmetic "
+        "obstacle found"
+    )
+
+
+@app.command("quota-test")
+def quota_test(
+    plan_dir: Annotated[Path, Opt("--plan", help="A plan's output folder.")],
+    history: Annotated[Path, Opt(help="Bookings history (CSV or Parquet).")],
+    out: Annotated[Path, Opt(help="Output folder.")],
+    algorithms: Annotated[str, Opt(help="e.g. headcount,potential,blended:0.5")] = (
+        "headcount,potential"
+    ),
+    reps: Annotated[Path | None, Opt(help="Reps file (default: the plan's).")] = None,
+    sample_frac: Annotated[float, Opt(help="Share of territories in the pilot.")] = 0.3,
+    seed: Annotated[int, Opt(help="Random seed.")] = 0,
+    backend: Annotated[str, Opt(help="serial, local (Dask) or a scheduler address.")] = ("serial"),
+    n_boot: Annotated[int, Opt(help="Bootstrap resamples.")] = 1000,
+) -> None:
+    """Pilot quota algorithms on a sample of territories and backtest them on history."""
+    from .quota_tests import run_quota_test
+
+    _logging(False)
+    try:
+        result = run_quota_test(
+            plan_dir,
+            history,
+            algorithms,
+            reps=reps,
+            sample_frac=sample_frac,
+            seed=seed,
+            backend=backend,
+            n_boot=n_boot,
+        )
+        result.write(out)
+    except (InputError, ValueError, TypeError) as exc:
+        _fail(exc, EXIT_INPUT)
+    out_console.print(result.verdict, highlight=False)
+    out_console.print(f"Wrote {out}/")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err_console.print("interrupted; nothing was written.")
+        sys.exit(130)
