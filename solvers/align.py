@@ -96,8 +96,8 @@ def solve(
     """Best checked plan within ``settings.time_limit_s``, with a proven bound and gap.
 
     The result's status is ``OPTIMAL`` when the plan is proven optimal, ``FEASIBLE`` for a
-    checked plan (its gap says how far from optimal it can be at most), ``INFEASIBLE`` when the relaxation or
-    CP-SAT proves no plan exists, ``UNKNOWN`` otherwise.
+    checked plan (its gap says how far from optimal it can be at most), ``INFEASIBLE``
+    when the relaxation or CP-SAT proves no plan exists, ``UNKNOWN`` otherwise.
     """
     settings = settings or SolveSettings()
     t0 = time.perf_counter()
