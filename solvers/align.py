@@ -142,48 +142,64 @@ def solve(
             emit(best_obj, bound, phase)
         return report.ok
 
-    if lp.feasible:
-        start = lp.rounded(problem)
-        split = lp.split_units(problem)
-        stats["lp_split_units"] = int(split.size)
-        ts = time.perf_counter()
-        stats["rounding"] = _round_and_repair(problem, lp, consider, left)
-        phases["round_s"] = time.perf_counter() - ts
-    else:
-        # No relaxation in time: fall back to the greedy warm start.
-        g = solve_greedy(problem)
-        phases["greedy_s"] = g.runtime_s
-        start = g.assignment
-        consider(start, "greedy")
-
     status_hint = None
-    if best is not None and relative_gap(best_obj, bound) > settings.relative_gap and left() > 1:
-        ts = time.perf_counter()
-        _, lns_stats = improve(
-            problem,
-            best,
-            settings,
-            time_left=left,
-            good_enough=lambda obj: relative_gap(obj, bound) <= settings.relative_gap,
-            on_improve=lambda plan, obj: consider(plan, "lns"),
-        )
-        phases["lns_s"] = time.perf_counter() - ts
-        stats["lns"] = vars(lns_stats)
-        if left() <= 0:
-            stats["stop_reason"] = "wall-clock limit"
-    elif best is None and left() > 1.0:
-        # Rounding found no plan: CP-SAT on the whole model, warm-started.
-        ts = time.perf_counter()
-        res = solve_cpsat(
-            problem, settings, hint=start, time_limit_s=left(), progress=forward("cp-sat", bound)
-        )
-        phases["cpsat_s"] = time.perf_counter() - ts
-        stats["cpsat"] = res.stats
-        if res.has_plan:
-            consider(res.assignment, "cp-sat")
-        bound = max(bound, res.bound)
-        status_hint = res.status
-        stats["stop_reason"] = res.stats.get("stop_reason")
+    start = None
+    try:
+        if lp.feasible:
+            start = lp.rounded(problem)
+            split = lp.split_units(problem)
+            stats["lp_split_units"] = int(split.size)
+            ts = time.perf_counter()
+            stats["rounding"] = _round_and_repair(problem, lp, consider, left)
+            phases["round_s"] = time.perf_counter() - ts
+        else:
+            # No relaxation in time: fall back to the greedy warm start.
+            g = solve_greedy(problem)
+            phases["greedy_s"] = g.runtime_s
+            start = g.assignment
+            consider(start, "greedy")
+
+        if (
+            best is not None
+            and relative_gap(best_obj, bound) > settings.relative_gap
+            and left() > 1
+        ):
+            ts = time.perf_counter()
+            _, lns_stats = improve(
+                problem,
+                best,
+                settings,
+                time_left=left,
+                good_enough=lambda obj: relative_gap(obj, bound) <= settings.relative_gap,
+                on_improve=lambda plan, obj: consider(plan, "lns"),
+            )
+            phases["lns_s"] = time.perf_counter() - ts
+            stats["lns"] = vars(lns_stats)
+            if left() <= 0:
+                stats["stop_reason"] = "wall-clock limit"
+        elif best is None and left() > 1.0:
+            # Rounding found no plan: CP-SAT on the whole model, warm-started.
+            ts = time.perf_counter()
+            res = solve_cpsat(
+                problem,
+                settings,
+                hint=start,
+                time_limit_s=left(),
+                progress=forward("cp-sat", bound),
+            )
+            phases["cpsat_s"] = time.perf_counter() - ts
+            stats["cpsat"] = res.stats
+            if res.has_plan:
+                consider(res.assignment, "cp-sat")
+            bound = max(bound, res.bound)
+            status_hint = res.status
+            stats["stop_reason"] = res.stats.get("stop_reason")
+    except KeyboardInterrupt:
+        # Ctrl-C: keep the best checked plan so far; with none, there is nothing to keep.
+        if best is None:
+            raise
+        log.warning("interrupted: returning the best checked plan so far")
+        stats["stop_reason"] = "interrupted"
     runtime = time.perf_counter() - t0
     if best is None:
         status = "INFEASIBLE" if status_hint == "INFEASIBLE" else "UNKNOWN"

@@ -228,7 +228,10 @@ def _manifest(inputs, config, pp, result, report, assignments, method, quota_tot
             "gap": _finite(result.gap),
             "runtime_s": result.runtime_s,
             "stats": stats,
-            "reproducible": result.stats.get("stop_reason") != "wall-clock limit",
+            "stop_reason": result.stats.get("stop_reason"),
+            # A plan stopped by the clock or by Ctrl-C depends on when that happened.
+            "reproducible": result.stats.get("stop_reason")
+            not in ("wall-clock limit", "interrupted"),
         },
         "check": {
             "result": "passed" if report.ok else "FAILED",

@@ -107,7 +107,8 @@ def summary_text(territories: pd.DataFrame, manifest: dict) -> str:
         f"Plan for {manifest['plan']['accounts']:,} accounts and {len(territories)} reps "
         f"(potential: {manifest['plan']['potential_method']})",
         f"  solver        {s['status']} in {s['runtime_s']:.1f} s; objective "
-        f"{s['objective']:,.4g}, bound {s['bound']:,.4g}, gap {100 * s['gap']:.2f} %",
+        f"{s['objective']:,.4g}, bound {s['bound']:,.4g}, gap {100 * s['gap']:.2f} % "
+        f"({s['stop_reason']})",
         f"  check         {manifest['check']['result']}",
         f"  potential     worst deviation from target {dev.max():.2f} % "
         f"(band +-{100 * manifest['config']['tolerance']:.1f} %); before: "
