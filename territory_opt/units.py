@@ -1,0 +1,195 @@
+"""Geographic units (ZIP codes, counties, bricks): loading, checks, accounts joined to units.
+
+Geometry is read with pyogrio (GeoPackage, GeoJSON, Shapefile). Areas, lengths and distances
+are computed in a projected CRS, the UTM zone of the units' centre unless given.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+from .errors import InputError, InputProblem
+
+__all__ = ["Units", "load_units", "join_accounts", "polsby_popper"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class Units:
+    """Validated units: ``frame`` in its source CRS (indexed by ``unit_id``) and ``projected``
+    in the metric CRS used for areas, lengths and distances (metres), which ``crs_note``
+    names."""
+
+    frame: gpd.GeoDataFrame
+    projected: gpd.GeoDataFrame
+    crs_note: str
+    repaired: tuple[str, ...] = ()
+
+    @property
+    def ids(self) -> np.ndarray:
+        return self.frame.index.to_numpy(str)
+
+
+def load_units(
+    source: str | Path | gpd.GeoDataFrame,
+    *,
+    id_col: str = "unit_id",
+    repair: bool = False,
+    projected_crs=None,
+) -> Units:
+    """Read and check unit polygons; every problem is reported at once.
+
+    Invalid geometries are listed with shapely's reason, and repaired with ``make_valid``
+    only when ``repair`` is true (each repair is reported). A missing CRS is an error: the
+    fix is to set it in the file.
+    """
+    name = "units" if isinstance(source, gpd.GeoDataFrame) else str(source)
+    if isinstance(source, gpd.GeoDataFrame):
+        gdf = source.copy()
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise InputError([InputProblem(name, "file not found", "check the path")])
+        gdf = gpd.read_file(path, engine="pyogrio")
+    problems: list[InputProblem] = []
+    if id_col not in gdf.columns:
+        problems.append(
+            InputProblem(
+                name,
+                f"no '{id_col}' column (columns: {', '.join(map(str, gdf.columns))})",
+                f"add a '{id_col}' column or pass id_col",
+                column=id_col,
+            )
+        )
+    if gdf.crs is None:
+        problems.append(
+            InputProblem(
+                name,
+                "no coordinate reference system",
+                "save the file with its CRS (e.g. EPSG:4326)",
+            )
+        )
+    if problems:
+        raise InputError(problems)
+    gdf[id_col] = gdf[id_col].astype(str)
+    dup = gdf[id_col].duplicated()
+    for i in np.flatnonzero(dup.to_numpy())[:20]:
+        problems.append(
+            InputProblem(
+                name,
+                f"duplicate unit id '{gdf[id_col].iloc[i]}'",
+                "make unit ids unique",
+                row=int(i) + 1,
+                column=id_col,
+            )
+        )
+    empty = gdf.geometry.is_empty | gdf.geometry.isna()
+    for i in np.flatnonzero(empty.to_numpy())[:20]:
+        problems.append(
+            InputProblem(
+                name,
+                f"unit '{gdf[id_col].iloc[i]}' has no geometry",
+                "give it a polygon or drop it",
+                row=int(i) + 1,
+                column="geometry",
+            )
+        )
+    repaired: list[str] = []
+    invalid = ~gdf.geometry.is_valid & ~empty
+    for i in np.flatnonzero(invalid.to_numpy()):
+        reason = shapely.is_valid_reason(gdf.geometry.iloc[i])
+        uid = gdf[id_col].iloc[i]
+        if repair:
+            repaired.append(f"unit '{uid}': {reason}; repaired with make_valid")
+        elif len(problems) < 50:
+            problems.append(
+                InputProblem(
+                    name,
+                    f"unit '{uid}' has an invalid geometry ({reason})",
+                    "fix it in GIS, or pass repair=True / --repair to apply make_valid",
+                    row=int(i) + 1,
+                    column="geometry",
+                )
+            )
+    if problems:
+        raise InputError(problems)
+    if repaired:
+        gdf.loc[invalid, "geometry"] = shapely.make_valid(gdf.geometry[invalid].to_numpy())
+        for line in repaired:
+            log.warning("%s", line)
+    gdf = gdf.set_index(id_col, drop=False)
+    gdf.index.name = None
+    crs = projected_crs or gdf.to_crs(4326).estimate_utm_crs()
+    projected = gdf.to_crs(crs)
+    note = f"{crs.name if hasattr(crs, 'name') else crs} (EPSG:{projected.crs.to_epsg()})"
+    return Units(gdf, projected, note, tuple(repaired))
+
+
+def join_accounts(accounts: pd.DataFrame, units: Units, *, unit_col: str = "unit_id") -> pd.Series:
+    """The unit of each account: its ``unit_col`` when present, else point-in-polygon.
+
+    Accounts outside every unit, or naming an unknown unit, are an error listing the rows;
+    nothing is dropped silently. A point on a shared border goes to the first unit found.
+    """
+    problems: list[InputProblem] = []
+    if unit_col in accounts.columns:
+        uid = accounts[unit_col].astype(str)
+        bad = ~uid.isin(set(units.ids))
+        for i in np.flatnonzero(bad.to_numpy())[:20]:
+            problems.append(
+                InputProblem(
+                    "accounts",
+                    f"unknown unit '{uid.iloc[i]}'",
+                    "use a unit_id from the units file",
+                    row=int(i) + 1,
+                    column=unit_col,
+                )
+            )
+        if problems:
+            raise InputError(problems)
+        return pd.Series(uid.to_numpy(), index=accounts.index, name="unit_id")
+    pts = gpd.GeoDataFrame(
+        {"_row": np.arange(len(accounts))},
+        geometry=gpd.points_from_xy(accounts["lon"], accounts["lat"]),
+        crs=4326,
+    ).to_crs(units.frame.crs)
+    hits = gpd.sjoin(pts, units.frame[["geometry"]], how="left", predicate="intersects")
+    hits = hits[~hits["_row"].duplicated(keep="first")]
+    unit = hits["index_right"].to_numpy()
+    outside = pd.isna(unit)
+    for i in np.flatnonzero(outside)[:20]:
+        problems.append(
+            InputProblem(
+                "accounts",
+                f"account '{accounts.index[i]}' at ({accounts['lat'].iloc[i]:.5f}, "
+                f"{accounts['lon'].iloc[i]:.5f}) falls in no unit",
+                "fix its coordinates, give it a unit_id, or add the missing unit",
+                row=int(i) + 1,
+                column="lat",
+            )
+        )
+    if outside.sum() > 20:
+        problems.append(
+            InputProblem(
+                "accounts", f"{int(outside.sum()) - 20} more account(s) fall in no unit", "as above"
+            )
+        )
+    if problems:
+        raise InputError(problems)
+    return pd.Series(unit.astype(str), index=accounts.index, name="unit_id")
+
+
+def polsby_popper(geoms: gpd.GeoSeries) -> np.ndarray:
+    """Compactness 4 pi area / perimeter^2 (1 for a disc), in a projected CRS."""
+    area = geoms.area.to_numpy()
+    perim = geoms.length.to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(perim > 0, 4 * np.pi * area / perim**2, 0.0)
