@@ -175,6 +175,12 @@ class AlignmentProblem:
             problems.append(f"measure_names must name {m} measures")
         if self.fixed_rep.shape != (n,) or self.current_rep.shape != (n,):
             problems.append(f"fixed_rep and current_rep must have shape ({n},)")
+        if np.any(np.isnan(self.measure_lo)) or np.any(np.isnan(self.measure_hi)):
+            problems.append("measure_lo and measure_hi must not be NaN (use +-inf for no limit)")
+        elif self.measure_lo.shape == self.measure_hi.shape and np.any(
+            self.measure_lo > self.measure_hi
+        ):
+            problems.append("measure_lo must not exceed measure_hi")
         if np.any(np.isnan(self.capacity_h)) or np.any(self.capacity_h < 0):
             problems.append("capacity_h must be non-negative")
         if problems:

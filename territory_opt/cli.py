@@ -82,7 +82,9 @@ def _config(config: Path | None, **overrides) -> PlanConfig:
 
 
 def _fail(exc: Exception, code: int) -> None:
-    err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+    err_console.print("[bold red]error:[/]", end=" ")
+    # Messages hold rule tags like [band]: print them as text, not markup.
+    err_console.print(str(exc), markup=False, highlight=False)
     err_console.print("Nothing was written.")
     raise typer.Exit(code)
 

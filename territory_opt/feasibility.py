@@ -43,6 +43,16 @@ def precheck(pp: PlanningProblem, tolerance: float) -> list[Finding]:
         need, have = wl_min[accs].sum(), p.capacity_h[reps].sum()
         if need > have:
             per_rep = have / max(1, reps.sum())
+            if have <= 0:
+                out.append(
+                    Finding(
+                        "capacity",
+                        f"Reps{'' if pool == 'all' else f' of segment {pool!r}'} "
+                        f"have no capacity but their accounts need {need:,.0f} h.",
+                        "give them capacity_h or fte above zero.",
+                    )
+                )
+                continue
             more = math.ceil((need - have) / per_rep) if per_rep > 0 else 0
             seg = "" if pool == "all" else f" of segment '{pool}'"
             out.append(
@@ -59,7 +69,7 @@ def precheck(pp: PlanningProblem, tolerance: float) -> list[Finding]:
         target = p.measure_target[p.cand_rep, 0]
         worst = int(
             np.argmax(
-                np.maximum.reduceat(
+                np.minimum.reduceat(
                     pp.potential[p.pair_unit] - target * (1 + tolerance), p.cand_indptr[:-1]
                 )
             )
@@ -68,7 +78,7 @@ def precheck(pp: PlanningProblem, tolerance: float) -> list[Finding]:
             Finding(
                 "band",
                 f"Account '{pp.account_ids[worst]}' has potential {_money(pp.potential[worst])}, "
-                f"above the band maximum (target x {1 + tolerance:.3f}) of every rep it can go "
+                f"above the band maximum (target x {1 + tolerance:.6g}) of every rep it can go "
                 f"to; the tightest band any plan can meet is +-{100 * limit:.2f} %.",
                 f"widen the tolerance to at least {limit:.4f}, or split the account.",
             )

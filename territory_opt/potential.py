@@ -56,6 +56,8 @@ class PeerQuantileRegressor(RegressorMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.positive_only = True
+        # It predicts a high quantile of peers, not the mean: R^2 is not its measure.
+        tags.regressor_tags.poor_score = True
         return tags
 
     def _keys(self, x: np.ndarray) -> list[np.ndarray]:

@@ -193,3 +193,36 @@ def polsby_popper(geoms: gpd.GeoSeries) -> np.ndarray:
     perim = geoms.length.to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(perim > 0, 4 * np.pi * area / perim**2, 0.0)
+
+
+def hex_units(outline: gpd.GeoDataFrame, cell_km: float, *, prefix: str = "H") -> gpd.GeoDataFrame:
+    """Hexagonal cells of ``cell_km`` (flat-to-flat) covering ``outline``, clipped to it.
+
+    A stand-in for ZIP-code-like units where only coarser real boundaries are at hand:
+    the outline (for example the union of real county polygons) stays exact; the cells are
+    derived. Returns a GeoDataFrame in ``outline``'s CRS with ``unit_id`` = prefix + number,
+    numbered west to east, then south to north, for stable ids.
+    """
+    crs = outline.crs
+    metric = outline.to_crs(outline.to_crs(4326).estimate_utm_crs())
+    shape = metric.union_all()
+    minx, miny, maxx, maxy = shape.bounds
+    r = cell_km * 1000 / np.sqrt(3)  # circumradius from the flat-to-flat width
+    w, h = np.sqrt(3) * r, 1.5 * r
+    rows = np.arange(miny - r, maxy + r, h)
+    cells = []
+    for k, y in enumerate(rows):
+        xs = np.arange(minx - w, maxx + w, w) + (w / 2 if k % 2 else 0.0)
+        angles = np.radians(np.arange(6) * 60 + 30)
+        for x in xs:
+            cells.append(shapely.Polygon(np.c_[x + r * np.cos(angles), y + r * np.sin(angles)]))
+    grid = gpd.GeoDataFrame(geometry=cells, crs=metric.crs)
+    grid = grid[grid.intersects(shape)].copy()
+    grid["geometry"] = grid.intersection(shape)
+    # Slivers at the outline stay as units of their own: dropping them would orphan the
+    # accounts inside them.
+    grid = grid[~grid.is_empty].explode(index_parts=False)
+    c = grid.centroid
+    grid = grid.iloc[np.lexsort((c.x.to_numpy(), c.y.to_numpy()))].reset_index(drop=True)
+    grid.insert(0, "unit_id", [f"{prefix}{i:05d}" for i in range(len(grid))])
+    return grid.to_crs(crs)
