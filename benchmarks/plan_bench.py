@@ -39,13 +39,20 @@ def _ours(files: dict, time_limit: float, queue) -> None:
     t0 = time.perf_counter()
     res = plan(inputs, cfg)
     elapsed = time.perf_counter() - t0
-    queue.put({
-        "method": "ours", "time_s": elapsed, "rss_mb": _rss_mb(), "ok": res.check.ok,
-        "objective": res.check.objective, "bound": res.result.bound,
-        "worst_dev_pct": float(res.territories["potential_dev_pct"].abs().max()),
-        "problem": res.planning.problem, "tolerance_pct": 100 * cfg.tolerance,
-        "widenings": len(res.manifest["plan"]["candidate_widenings"]),
-    })
+    queue.put(
+        {
+            "method": "ours",
+            "time_s": elapsed,
+            "rss_mb": _rss_mb(),
+            "ok": res.check.ok,
+            "objective": res.check.objective,
+            "bound": res.result.bound,
+            "worst_dev_pct": float(res.territories["potential_dev_pct"].abs().max()),
+            "problem": res.planning.problem,
+            "tolerance_pct": 100 * cfg.tolerance,
+            "widenings": len(res.manifest["plan"]["candidate_widenings"]),
+        }
+    )
 
 
 def _baseline(method: str, problem, time_limit: float, queue) -> None:
@@ -69,12 +76,19 @@ def _baseline(method: str, problem, time_limit: float, queue) -> None:
             chosen = sol.x > 0.5
             plan[problem.pair_unit[chosen]] = problem.cand_rep[chosen]
     elapsed = time.perf_counter() - t0
-    row = {"method": method, "time_s": elapsed, "rss_mb": _rss_mb(), "ok": False,
-           "objective": float("nan"), "worst_dev_pct": float("nan")}
+    row = {
+        "method": method,
+        "time_s": elapsed,
+        "rss_mb": _rss_mb(),
+        "ok": False,
+        "objective": float("nan"),
+        "worst_dev_pct": float("nan"),
+    }
     if np.all(plan >= 0):
         rep = check_plan(problem, plan)
-        row.update(ok=rep.ok, objective=rep.objective,
-                   worst_dev_pct=float(100 * rep.max_band_dev[0]))
+        row.update(
+            ok=rep.ok, objective=rep.objective, worst_dev_pct=float(100 * rep.max_band_dev[0])
+        )
     queue.put(row)
 
 
@@ -107,25 +121,33 @@ def main() -> None:
     ap.add_argument("--time-limit", type=float, default=120.0, help="seconds per method")
     ap.add_argument("--baselines", default="greedy,cp-sat,mip")
     args = ap.parse_args()
-    print(f"{'book':>12} {'method':>7} {'time s':>8} {'peak MB':>8} {'checked':>8} "
-          f"{'worst dev %':>11} {'gap %':>8} {'time ratio':>10}")
+    print(
+        f"{'book':>12} {'method':>7} {'time s':>8} {'peak MB':>8} {'checked':>8} "
+        f"{'worst dev %':>11} {'gap %':>8} {'time ratio':>10}"
+    )
     for size in args.sizes.split(","):
         n, r = (int(x) for x in size.split("x"))
         with tempfile.TemporaryDirectory() as tmp:
             files = _book(n, r, Path(tmp))
             ours = _run(_ours, files, args.time_limit)
-            rows = [ours] + [_run(_baseline, m, ours["problem"], args.time_limit)
-                             for m in args.baselines.split(",")]
+            rows = [ours] + [
+                _run(_baseline, m, ours["problem"], args.time_limit)
+                for m in args.baselines.split(",")
+            ]
         bound = ours["bound"]
         for row in rows:
             gap = 100 * (row["objective"] - bound) / row["objective"] if row["ok"] else float("nan")
             ratio = row["time_s"] / ours["time_s"]
-            print(f"{n:>6,}x{r:<5} {row['method']:>7} {row['time_s']:8.1f} {row['rss_mb']:8.0f} "
-                  f"{'yes' if row['ok'] else 'NO':>8} {row['worst_dev_pct']:11.2f} {gap:8.3f} "
-                  f"{ratio:10.2f}")
-        print(f"{'':>12} band +-{ours['tolerance_pct']:.0f} %; bound = our LP bound "
-              f"{bound:,.4g}; candidate widenings {ours['widenings']}; time ratio = "
-              "method / ours")
+            print(
+                f"{n:>6,}x{r:<5} {row['method']:>7} {row['time_s']:8.1f} {row['rss_mb']:8.0f} "
+                f"{'yes' if row['ok'] else 'NO':>8} {row['worst_dev_pct']:11.2f} {gap:8.3f} "
+                f"{ratio:10.2f}"
+            )
+        print(
+            f"{'':>12} band +-{ours['tolerance_pct']:.0f} %; bound = our LP bound "
+            f"{bound:,.4g}; candidate widenings {ours['widenings']}; time ratio = "
+            "method / ours"
+        )
         sys.stdout.flush()
 
 
