@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+import tomllib
 from pathlib import Path
 from typing import Annotated
 
@@ -67,13 +68,17 @@ class _LiveProgress:
 
 
 def _logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(message)s",
-        handlers=[RichHandler(console=err_console, show_path=False, show_time=False)],
+    """Our loggers at INFO (DEBUG with -v); everyone else's (Dask, matplotlib) at WARNING."""
+    handler = RichHandler(console=err_console, show_path=False, show_time=False)
+    # Libraries such as Dask set INFO on their own loggers; show only their warnings.
+    handler.addFilter(
+        lambda r: (
+            r.levelno >= logging.WARNING or r.name.split(".")[0] in ("territory_opt", "solvers")
+        )
     )
-    for noisy in ("distributed", "asyncio", "matplotlib", "pyogrio", "fiona"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[handler])
+    for ours in ("territory_opt", "solvers"):
+        logging.getLogger(ours).setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 def _config(config: Path | None, **overrides) -> PlanConfig:
@@ -208,14 +213,38 @@ def quota_test(
     reps: Annotated[Path | None, Opt(help="Reps file (default: the plan's).")] = None,
     sample_frac: Annotated[float, Opt(help="Share of territories in the pilot.")] = 0.3,
     seed: Annotated[int, Opt(help="Random seed.")] = 0,
-    backend: Annotated[str, Opt(help="serial, local (Dask) or a scheduler address.")] = ("serial"),
-    n_boot: Annotated[int, Opt(help="Bootstrap resamples.")] = 1000,
+    backend: Annotated[
+        str,
+        Opt(
+            help="local (a Dask cluster on this machine), serial, or a Dask scheduler "
+            "address such as tcp://host:8786."
+        ),
+    ] = "local",
+    n_boot: Annotated[int | None, Opt(help="Bootstrap resamples.")] = None,
+    config: Annotated[Path | None, Opt(help="TOML with [quota_test] and [comp_plan].")] = None,
 ) -> None:
-    """Pilot quota algorithms on a sample of territories and backtest them on history."""
-    from .quota_tests import run_quota_test
+    """Pilot quota algorithms on a sample of territories and backtest them on history.
+
+    Resamples run on Dask: by default a local cluster on this machine, or the cluster at a
+    given scheduler address; the same seed gives the same numbers on any backend.
+    """
+    from .quota_backtest import CompPlan
+    from .quota_tests import QuotaTestSettings, run_quota_test
 
     _logging(False)
     try:
+        tables = {}
+        if config:
+            with open(config, "rb") as f:
+                tables = tomllib.load(f)
+        unknown = sorted(set(tables) - {"quota_test", "comp_plan"})
+        if unknown:
+            raise ValueError(
+                f"{config}: unknown table(s) {unknown}; use [quota_test] and [comp_plan]"
+            )
+        settings = QuotaTestSettings.from_dict(tables.get("quota_test", {}))
+        comp_plan = CompPlan.from_dict(tables["comp_plan"]) if "comp_plan" in tables else None
+        extra = {} if n_boot is None else {"n_boot": n_boot}
         result = run_quota_test(
             plan_dir,
             history,
@@ -224,12 +253,14 @@ def quota_test(
             sample_frac=sample_frac,
             seed=seed,
             backend=backend,
-            n_boot=n_boot,
+            settings=settings,
+            comp_plan=comp_plan,
+            **extra,
         )
         result.write(out)
-    except (InputError, ValueError, TypeError) as exc:
+    except (InputError, ValueError, TypeError, OSError) as exc:
         _fail(exc, EXIT_INPUT)
-    out_console.print(result.verdict, highlight=False)
+    out_console.print(result.verdict, markup=False, highlight=False)
     out_console.print(f"Wrote {out}/")
 
 

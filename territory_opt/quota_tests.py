@@ -585,8 +585,13 @@ class _Executor:
         if isinstance(self.backend, Client):
             self._client = self.backend
         elif self.backend == "local":
+            # Quiet: the cluster's own INFO chatter drowns the user's progress lines.
             self._cluster = LocalCluster(
-                n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+                n_workers=2,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.WARNING,
             )
             self._client = Client(self._cluster)
             self._owns_client = True
