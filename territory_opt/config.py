@@ -9,7 +9,7 @@ from typing import Any
 
 from solvers.settings import SolveSettings
 
-__all__ = ["WorkloadSettings", "PotentialSettings", "PlanConfig"]
+__all__ = ["WorkloadSettings", "PotentialSettings", "PlanConfig", "check_keys"]
 
 
 @dataclass(frozen=True)
@@ -163,9 +163,18 @@ class PlanConfig:
         return asdict(self)
 
 
-def _sub(cls, data: dict[str, Any], name: str):
+def check_keys(cls, data, table: str) -> dict[str, Any]:
+    """``data`` as a dict, after checking every key names a field of dataclass ``cls``.
+
+    Unknown keys are an error naming the TOML table and the keys it accepts, so a typo in a
+    settings file never goes unnoticed.
+    """
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ValueError(f"unknown key(s) {unknown} in [{name}]; known: {sorted(known)}")
-    return cls(**data)
+        raise ValueError(f"unknown key(s) {unknown} in [{table}]; known: {sorted(known)}")
+    return dict(data)
+
+
+def _sub(cls, data: dict[str, Any], name: str):
+    return cls(**check_keys(cls, data, name))

@@ -40,13 +40,14 @@ import logging
 import math
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
+from territory_opt.config import check_keys
 from territory_opt.quota_algorithms import (
     QuotaAlgorithm,
     QuotaDataError,
@@ -88,7 +89,6 @@ Growth = float | Literal["trend", "actual"]
 
 # How many offending rows to name per problem before summarising the rest as a count.
 _MAX_ROWS_LISTED = 5
-
 
 # --------------------------------------------------------------------------------------
 # Compensation plan
@@ -152,10 +152,7 @@ class CompPlan:
         """From a TOML-style dict, flat or under a ``comp_plan`` table."""
         if "comp_plan" in data and isinstance(data["comp_plan"], Mapping):
             data = data["comp_plan"]
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown comp plan setting(s) {unknown}; known: {sorted(known)}")
+        data = check_keys(cls, data, "comp_plan")
         return cls(**{k: float(v) for k, v in data.items()})
 
     @classmethod

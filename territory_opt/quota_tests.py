@@ -50,6 +50,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from territory_opt.config import check_keys
 from territory_opt.quota_algorithms import QuotaAlgorithm, QuotaDataError, parse_algorithms
 from territory_opt.quota_backtest import (
     METRICS,
@@ -189,11 +190,7 @@ class QuotaTestSettings:
     def from_dict(cls, data: Mapping[str, Any]) -> QuotaTestSettings:
         if "quota_test" in data and isinstance(data["quota_test"], Mapping):
             data = data["quota_test"]
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown quota test setting(s) {unknown}; known: {sorted(known)}")
-        data = dict(data)
+        data = check_keys(cls, data, "quota_test")
         for key in ("region_grid", "band_edges"):
             if key in data:
                 data[key] = tuple(data[key])

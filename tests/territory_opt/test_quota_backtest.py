@@ -121,7 +121,7 @@ def test_comp_plan_from_toml():
         1.5,
         0.5,
     )
-    with pytest.raises(ValueError, match=r"unknown comp plan setting\(s\) \['bonus'\]"):
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['bonus'\] in \[comp_plan\]"):
         CompPlan.from_dict({"bonus": 1})
     with pytest.raises(ValueError, match=r"threshold must be in \(0, 1\), got 1.5"):
         CompPlan(threshold=1.5)

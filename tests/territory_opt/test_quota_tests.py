@@ -200,7 +200,7 @@ def test_settings_from_toml_dict_and_plan_from_current_alignment(book):
         {"quota_test": {"n_boot": 400, "band_edges": [0.8, 1.2], "baseline": "potential"}}
     )
     assert settings.n_boot == 400 and settings.band_edges == (0.8, 1.2)
-    with pytest.raises(ValueError, match=r"unknown quota test setting\(s\) \['boot'\]"):
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['boot'\] in \[quota_test\]"):
         QuotaTestSettings.from_dict({"boot": 1})
     with pytest.raises(TypeError, match=r"unknown quota test option\(s\) \['nboot'\]"):
         run_quota_test({"assignments": book["assignments"]}, book["history"], nboot=5)
