@@ -97,7 +97,16 @@ def _run(target, *args) -> dict:
     queue = ctx.Queue()
     proc = ctx.Process(target=target, args=(*args, queue))
     proc.start()
-    out = queue.get()
+    while True:
+        try:
+            out = queue.get(timeout=5)
+            break
+        except Exception:  # queue.Empty: is the child still alive?
+            if not proc.is_alive():
+                return {
+                    "method": args[0] if isinstance(args[0], str) else "ours",
+                    "failed": f"exit code {proc.exitcode}",
+                }
     proc.join()
     return out
 
@@ -130,12 +139,18 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             files = _book(n, r, Path(tmp))
             ours = _run(_ours, files, args.time_limit)
+            if "failed" in ours:
+                print(f"{n:>6,}x{r:<5} ours failed ({ours['failed']}); see the error above")
+                continue
             rows = [ours] + [
                 _run(_baseline, m, ours["problem"], args.time_limit)
                 for m in args.baselines.split(",")
             ]
         bound = ours["bound"]
         for row in rows:
+            if "failed" in row:
+                print(f"{n:>6,}x{r:<5} {row['method']:>7} failed ({row['failed']})")
+                continue
             gap = 100 * (row["objective"] - bound) / row["objective"] if row["ok"] else float("nan")
             ratio = row["time_s"] / ours["time_s"]
             print(

@@ -17,7 +17,7 @@ from ortools.linear_solver.python import model_builder as mb
 
 from .problem import AlignmentProblem
 
-__all__ = ["LpSolution", "solve_relaxation", "solve_mip"]
+__all__ = ["LpSolution", "Relaxation", "solve_relaxation", "solve_mip", "solve_elastic"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -138,3 +138,78 @@ def solve_mip(
     """The same sparse model as a MIP (HiGHS or SCIP): the LNS sub-solver and the
     benchmarks' MIP baseline."""
     return _solve(problem, True, backend, time_limit_s)
+
+
+@dataclass(frozen=True, eq=False)
+class Relaxation:
+    """The least relaxation that makes the relaxation feasible (an elastic LP).
+
+    ``band_short[r, j]``: how far rep ``r``'s measure ``j`` must be allowed below its band
+    minimum; ``band_over[r, j]``: above its maximum; ``capacity_over[r]``: hours above
+    capacity. All zero when the problem is feasible as it stands. Each amount is in the
+    measure's own units; the LP minimises their sum relative to each target or capacity.
+    """
+
+    status: str
+    band_short: np.ndarray
+    band_over: np.ndarray
+    capacity_over: np.ndarray
+
+
+def solve_elastic(
+    problem: AlignmentProblem, *, time_limit_s: float = 60.0, backend: str = "highs"
+) -> Relaxation:
+    """Which limits must give, and by how much, for the relaxation to become feasible."""
+    a, lo, hi, var_lo = _arrays(problem)
+    r, m = problem.num_reps, problem.num_measures
+    # Row layout of _arrays: one assign row per unit, then per measure the rows of reps
+    # with a finite band, then the rows of reps with a finite capacity.
+    rows_band = []
+    for j in range(m):
+        keep = np.isfinite(problem.measure_lo[:, j]) | np.isfinite(problem.measure_hi[:, j])
+        rows_band.append((j, np.flatnonzero(keep)))
+    cap_reps = np.flatnonzero(np.isfinite(problem.capacity_h))
+    k_band = sum(reps.size for _, reps in rows_band)
+    k_cap = cap_reps.size
+    band_rows = problem.num_units + np.arange(k_band)
+    cap_rows = problem.num_units + k_band + np.arange(k_cap)
+    # Slacks are measured in units of each target (or capacity), so every slack costs 1
+    # and the LP stays well scaled whatever the currency.
+    scale_band = np.concatenate(
+        [np.zeros(0)]
+        + [np.maximum(np.abs(problem.measure_target[reps, j]), 1e-9) for j, reps in rows_band]
+    )
+    scale_cap = np.maximum(problem.capacity_h[cap_reps], 1e-9)
+    nrows = a.shape[0]
+    short = sp.csr_matrix((scale_band, (band_rows, np.arange(k_band))), shape=(nrows, k_band))
+    over = sp.csr_matrix((-scale_band, (band_rows, np.arange(k_band))), shape=(nrows, k_band))
+    cap = sp.csr_matrix((-scale_cap, (cap_rows, np.arange(k_cap))), shape=(nrows, k_cap))
+    full = sp.hstack([a, short, over, cap]).tocsr()
+    num_slack = 2 * k_band + k_cap
+    cost = np.concatenate([np.zeros(problem.num_pairs), np.ones(num_slack)])
+    upper = np.concatenate([np.ones(problem.num_pairs), np.full(num_slack, np.inf)])
+    lower = np.concatenate([var_lo, np.zeros(num_slack)])
+    model = mb.Model()
+    model.helper.fill_model_from_sparse_data(lower, upper, cost, lo, hi, full)
+    solver = mb.Solver(backend)
+    solver.enable_output(False)
+    if backend == "highs":
+        # Zero pair costs make this LP massively degenerate; simplex stalls on it, the
+        # interior-point method does not.
+        solver.set_solver_specific_parameters("output_flag=false\nlog_to_console=false\nsolver=ipm")
+    solver.set_time_limit_in_seconds(max(0.1, time_limit_s))
+    status = solver.solve(model).name
+    band_short = np.zeros((r, m))
+    band_over = np.zeros((r, m))
+    cap_over = np.zeros(r)
+    if status in ("OPTIMAL", "FEASIBLE"):
+        x = solver.values(model.get_variables()).to_numpy()[problem.num_pairs :]
+        s_short = x[:k_band] * scale_band
+        s_over = x[k_band : 2 * k_band] * scale_band
+        offset = 0
+        for j, reps in rows_band:
+            band_short[reps, j] = s_short[offset : offset + reps.size]
+            band_over[reps, j] = s_over[offset : offset + reps.size]
+            offset += reps.size
+        cap_over[cap_reps] = x[2 * k_band :] * scale_cap
+    return Relaxation(status, band_short, band_over, cap_over)

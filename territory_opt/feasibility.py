@@ -7,11 +7,12 @@ import math
 import numpy as np
 
 from solvers.cpsat.solve import Conflict
+from solvers.lp import Relaxation
 
 from .errors import Finding
 from .problem import PlanningProblem
 
-__all__ = ["precheck", "explain_conflicts", "indivisibility_limit"]
+__all__ = ["precheck", "explain_conflicts", "explain_relaxation", "indivisibility_limit"]
 
 
 def _money(x: float) -> str:
@@ -157,4 +158,61 @@ def explain_conflicts(pp: PlanningProblem, conflicts: list[Conflict]) -> list[Fi
                     "unlock some accounts.",
                 )
             )
+    return out
+
+
+def explain_relaxation(pp: PlanningProblem, relax: Relaxation, limit: int = 12) -> list[Finding]:
+    """The least relaxation (elastic LP) in words: which rep, which limit, by how much.
+
+    Relaxing the named limits by the named amounts makes even fractional plans possible,
+    so they are where the settings conflict with the book.
+    """
+    p = pp.problem
+    rows = []
+    for j in range(p.num_measures):
+        for i in np.flatnonzero(relax.band_short[:, j] > 1e-6 * p.measure_target[:, j]):
+            rows.append((relax.band_short[i, j] / p.measure_target[i, j], "short", i, j))
+        for i in np.flatnonzero(relax.band_over[:, j] > 1e-6 * p.measure_target[:, j]):
+            rows.append((relax.band_over[i, j] / p.measure_target[i, j], "over", i, j))
+    for i in np.flatnonzero(relax.capacity_over > 1e-6 * p.capacity_h):
+        rows.append((relax.capacity_over[i] / p.capacity_h[i], "capacity", i, -1))
+    rows.sort(key=lambda t: -t[0])
+    out = []
+    for share, kind, i, j in rows[:limit]:
+        rep = pp.rep_ids[i]
+        if kind == "capacity":
+            out.append(
+                Finding(
+                    "capacity",
+                    f"Rep '{rep}': even the best fractional plan needs "
+                    f"{p.capacity_h[i] + relax.capacity_over[i]:,.0f} h, above its capacity "
+                    f"{p.capacity_h[i]:,.0f} h by {relax.capacity_over[i]:,.0f} h "
+                    f"({100 * share:.1f} %).",
+                    f"raise its capacity by {100 * share:.1f} %, add a rep nearby, or widen the "
+                    "potential tolerance.",
+                )
+            )
+        else:
+            name = p.measure_names[j]
+            side = "minimum" if kind == "short" else "maximum"
+            limit_v = p.measure_lo[i, j] if kind == "short" else p.measure_hi[i, j]
+            amount = relax.band_short[i, j] if kind == "short" else relax.band_over[i, j]
+            word = "below" if kind == "short" else "above"
+            out.append(
+                Finding(
+                    "band",
+                    f"Rep '{rep}': even the best fractional plan puts its {name} {amount:,.0f} "
+                    f"{word} its band {side} of {limit_v:,.0f} ({100 * share:.2f} % of target).",
+                    "widen the tolerance by at least that share, or raise num_candidates / "
+                    "rep_reach so the rep can reach more accounts.",
+                )
+            )
+    if len(rows) > limit:
+        out.append(
+            Finding(
+                "band",
+                f"... and {len(rows) - limit} more limit(s) would have to give.",
+                "see the limits above.",
+            )
+        )
     return out

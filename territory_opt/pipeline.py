@@ -17,13 +17,14 @@ import pandas as pd
 from solvers.align import solve
 from solvers.check import CheckReport, check_plan
 from solvers.cpsat.solve import explain_infeasibility
+from solvers.lp import solve_elastic
 from solvers.result import ProgressEvent, Result
 
 from . import __version__
 from .atomic import atomic_dir
 from .config import PlanConfig
 from .errors import Finding, InfeasibleError
-from .feasibility import explain_conflicts, indivisibility_limit, precheck
+from .feasibility import explain_conflicts, explain_relaxation, indivisibility_limit, precheck
 from .io import Inputs, load_inputs
 from .manifest import sha256_file, versions
 from .potential import estimate_potential
@@ -175,6 +176,11 @@ def _solve_widening(inputs, potential, config, progress, t0):
 
 
 def _explain(pp: PlanningProblem, config: PlanConfig, result: Result) -> list[Finding]:
+    if result.stats.get("lp_status") == "INFEASIBLE":
+        relax = solve_elastic(pp.problem, time_limit_s=min(120.0, config.solve.time_limit_s))
+        findings = explain_relaxation(pp, relax)
+        if findings:
+            return findings
     if result.status == "INFEASIBLE":
         conflicts = explain_infeasibility(
             pp.problem, config.solve, time_limit_s=min(60.0, config.solve.time_limit_s)

@@ -25,7 +25,7 @@ from solvers.check import check_plan
 from solvers.cpsat import solve_cpsat
 from solvers.greedy import greedy_assign, repair, solve_greedy
 from solvers.lns import improve, rep_neighbours, subproblem
-from solvers.lp import solve_mip, solve_relaxation
+from solvers.lp import solve_elastic, solve_mip, solve_relaxation
 from solvers.settings import SolveSettings
 
 SMALL = ["grid", 0, 1, 2, 3]  # the grid, and random 9-unit instances by seed
@@ -237,3 +237,27 @@ def test_time_limit_is_honoured(random_problem):
     assert res.runtime_s <= limit_s + slack_s
     assert res.stats["stop_reason"] == "wall-clock limit"
     assert res.has_plan and check_plan(problem, res.assignment).ok
+
+
+def test_elastic_lp_names_the_limit_that_must_give(tiny_problem):
+    """Raise rep1's band minimum to 90. u0 is locked to rep0 and u1 can only go there, so
+    rep1 holds u3 (40) plus a share x of u2 (30): it is 50 - 30x short (of target 55), while
+    rep0 (30 + 30(1 - x)) falls short of its minimum 35 once x > 5/6, by 30x - 25 (of target
+    50). The elastic LP minimises (50 - 30x)/55 + max(0, 30x - 25)/50: x = 5/6, so rep1 is
+    25 short and rep0 sits exactly on its minimum.
+    """
+    p = tiny_problem.with_bands(np.array([[35.0], [90.0]]), np.array([[65.0], [120.0]]))
+    assert solve_relaxation(p).status == "INFEASIBLE"
+    relax = solve_elastic(p)
+    assert relax.status == "OPTIMAL"
+    assert relax.band_short[1, 0] == pytest.approx(25.0, abs=1e-4)
+    assert relax.band_short[0, 0] == pytest.approx(0.0, abs=1e-5)
+    assert np.allclose(relax.band_over, 0.0, atol=1e-5)
+
+
+def test_elastic_lp_is_zero_on_a_feasible_problem(tiny_problem):
+    relax = solve_elastic(tiny_problem)
+    assert relax.status == "OPTIMAL"
+    assert np.allclose(relax.band_short, 0, atol=1e-6)
+    assert np.allclose(relax.band_over, 0, atol=1e-6)
+    assert np.allclose(relax.capacity_over, 0, atol=1e-6)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -229,3 +230,23 @@ def test_failure_writes_nothing_and_explains(small_book_files, plan_config, tmp_
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["history.csv", "kept"]
     assert [p.name for p in kept.iterdir()] == ["earlier.csv"]
+
+
+def test_relaxation_infeasible_is_explained_with_amounts(small_book_files, plan_config):
+    """Candidates pinned to the single nearest rep (no widening allowed): no fractional plan
+    balances potential, and the error names reps and how far their potential misses."""
+    cfg = replace(plan_config, num_candidates=1, rep_reach=0.01, max_widenings=0)
+    with pytest.raises(InfeasibleError) as info:
+        plan_files(
+            small_book_files["accounts"],
+            small_book_files["reps"],
+            small_book_files["history"],
+            config=cfg,
+        )
+    bands = [f for f in info.value.findings if f.rule == "band"]
+    assert bands, str(info.value)
+    assert re.search(
+        r"Rep 'R\d+': even the best fractional plan puts its potential [\d,]+ "
+        r"(below|above) its band (minimum|maximum) of [\d,]+ \([\d.]+ % of target",
+        bands[0].message,
+    )
