@@ -71,30 +71,46 @@ def render_map(
     boundaries=None,
     title: str = "Territory plan",
 ) -> None:
-    """Accounts coloured by rep, rep bases as black stars; optional polygon boundaries.
+    """Accounts coloured by rep, rep bases as black stars, optional polygon boundaries.
 
-    Uses a figure without pyplot, so no global matplotlib state changes.
+    With rep segments, one panel per segment, since territories of different segments
+    overlap. Uses a figure without pyplot, so no global matplotlib state changes.
     """
-    fig = Figure(figsize=(9, 9), dpi=110)
+    segments = (
+        sorted(reps["segment"].dropna().astype(str).unique())
+        if "segment" in reps and reps["segment"].notna().any()
+        else [None]
+    )
+    fig = Figure(figsize=(7.5 * len(segments), 8.5), dpi=100)
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    if boundaries is not None:
-        boundaries.boundary.plot(ax=ax, color="0.75", linewidth=0.4)
-    rep_ids = reps["rep_id"].to_numpy(str)
-    code = pd.Series(np.arange(len(rep_ids)), index=rep_ids)
-    # Neighbouring reps get far-apart hues: shuffle the palette deterministically.
-    hues = np.random.default_rng(0).permutation(len(rep_ids)) / max(1, len(rep_ids))
-    colours = colormaps["hsv"](hues)
     acc = accounts.set_index("account_id").loc[assignments["account_id"]]
-    c = colours[code.loc[assignments["rep_id"]].to_numpy()]
-    ax.scatter(acc["lon"], acc["lat"], s=2, c=c, linewidths=0, alpha=0.8)
-    ax.scatter(reps["lon"], reps["lat"], s=60, marker="*", c="black", label="rep base")
-    ax.set_xlabel("longitude")
-    ax.set_ylabel("latitude")
-    ax.set_title(title)
-    ax.set_aspect(1 / np.cos(np.radians(float(reps["lat"].mean()))))
-    ax.legend(loc="lower left")
-    fig.savefig(path)
+    rep_of = assignments["rep_id"].to_numpy(str)
+    aspect = 1 / np.cos(np.radians(float(reps["lat"].mean())))
+    for k, segment in enumerate(segments):
+        ax = fig.add_subplot(1, len(segments), k + 1)
+        these = reps if segment is None else reps[reps["segment"].astype(str) == segment]
+        ids = these["rep_id"].to_numpy(str)
+        # Neighbouring reps get far-apart hues: a fixed shuffle of the palette.
+        hues = np.random.default_rng(0).permutation(len(ids)) / max(1, len(ids))
+        colour = dict(zip(ids, colormaps["hsv"](hues), strict=True))
+        mask = np.isin(rep_of, ids)
+        if boundaries is not None:
+            boundaries.boundary.plot(ax=ax, color="0.75", linewidth=0.4)
+        ax.scatter(
+            acc["lon"].to_numpy()[mask],
+            acc["lat"].to_numpy()[mask],
+            s=2,
+            c=np.array([colour[r] for r in rep_of[mask]]),
+            linewidths=0,
+            alpha=0.8,
+        )
+        ax.scatter(these["lon"], these["lat"], s=60, marker="*", c="black", label="rep base")
+        ax.set_title(title if segment is None else f"{title}: {segment} ({len(ids)} reps)")
+        ax.set_xlabel("longitude")
+        ax.set_ylabel("latitude")
+        ax.set_aspect(aspect)
+        ax.legend(loc="lower left")
+    fig.savefig(path, bbox_inches="tight")
 
 
 def summary_text(territories: pd.DataFrame, manifest: dict) -> str:
