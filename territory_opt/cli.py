@@ -264,6 +264,61 @@ def quota_test(
     out_console.print(f"Wrote {out}/")
 
 
+@app.command()
+def districts(
+    graph: Annotated[Path, Opt(help="Unit graph, networkx adjacency JSON.")],
+    population_field: Annotated[str, Opt(help="Node attribute holding population.")],
+    k: Annotated[int, Opt(help="Number of districts.")],
+    out: Annotated[Path, Opt(help="Output folder.")],
+    tolerance: Annotated[float, Opt(help="Population band half-width (0.005 = 0.5 %).")] = 0.005,
+    objective: Annotated[str, Opt(help="Objective: hops (population x hops to centre).")] = (
+        "hops"
+    ),
+    time_limit: Annotated[float, Opt(help="Wall-clock limit, seconds.")] = 60.0,
+    seed: Annotated[int, Opt(help="Random seed.")] = 0,
+    workers: Annotated[int, Opt(help="Solver workers.")] = 2,
+    id_field: Annotated[str | None, Opt(help="Node attribute to write as unit_id.")] = None,
+) -> None:
+    """Free-centre contiguous districts: choose k centres, balance population, minimise hops."""
+    from solvers.districting import DistrictingInputError, DistrictingSettings
+
+    from .districts import plan_districts
+
+    _logging(False)
+    settings = DistrictingSettings(time_limit_s=time_limit, seed=seed, num_workers=workers)
+    try:
+        with _LiveProgress(err_console) as show:
+
+            def progress(elapsed: float, obj: float, bound: float) -> None:
+                show(ProgressEvent(elapsed, obj, bound, "solve"))
+
+            result = plan_districts(
+                graph,
+                population_field=population_field,
+                k=k,
+                tolerance=tolerance,
+                settings=settings,
+                objective=objective,
+                id_field=id_field,
+                progress=progress,
+            )
+        result.write(out)
+    except (InputError, DistrictingInputError, ValueError) as exc:
+        _fail(exc, EXIT_INPUT)
+    except InfeasibleError as exc:
+        _fail(exc, EXIT_INFEASIBLE)
+    except RuntimeError as exc:
+        _fail(exc, EXIT_CHECK)
+    m = result.manifest
+    out_console.print(
+        f"{len(result.assignments)} units in {k} districts: {m['status']}, objective "
+        f"{m['objective']:,} person-hops, bound {m['bound']:,.0f}, gap {100 * m['gap']:.2f} %, "
+        f"{m['runtime_s']:.1f} s; check {m['check']['result']}",
+        highlight=False,
+    )
+    out_console.print(f"Wrote {out}/: assignments.csv, manifest.json")
+
+
 def main() -> None:
     try:
         app()
