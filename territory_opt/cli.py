@@ -99,7 +99,7 @@ def _run_plan(accounts, reps, history, cfg: PlanConfig, out: Path, boundaries=No
     from .pipeline import plan
 
     try:
-        inputs = load_inputs(accounts, reps, history)
+        inputs = load_inputs(accounts, reps, history, columns=cfg.columns)
         with _LiveProgress(err_console) as progress:
             result = plan(inputs, cfg, progress=progress)
         geo = None
@@ -186,7 +186,7 @@ def validate(
     _logging(False)
     try:
         cfg = _config(config)
-        inputs = load_inputs(accounts, reps, history)
+        inputs = load_inputs(accounts, reps, history, columns=cfg.columns)
         potential, method = estimate_potential(inputs.accounts, inputs.history, cfg.potential)
         pp = build_problem(inputs.accounts, inputs.reps, potential, cfg)
     except (InputError, ValueError) as exc:

@@ -82,6 +82,9 @@ class PlanConfig:
     rep_reach:
         Each rep is also a candidate for its nearest accounts until they hold this multiple
         of its target potential.
+    columns:
+        Per table (``accounts``, ``reps``, ``history``), our column names mapped to the
+        input files' own names.
     max_widenings:
         When the relaxation proves the candidates too narrow, ``rep_reach`` doubles and
         ``num_candidates`` grows by 4, up to this many times, before the plan is called
@@ -97,6 +100,7 @@ class PlanConfig:
     workload: WorkloadSettings = field(default_factory=WorkloadSettings)
     potential: PotentialSettings = field(default_factory=PotentialSettings)
     solve: SolveSettings = field(default_factory=lambda: SolveSettings(time_limit_s=120.0))
+    columns: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         bad = []
@@ -108,6 +112,18 @@ class PlanConfig:
             bad.append(f"quota_total must be > 0, got {self.quota_total}")
         if not self.max_travel_km > 0:
             bad.append(f"max_travel_km must be > 0, got {self.max_travel_km}")
+        from .io import COLUMNS  # here, not at the top: io needs no config
+
+        for table, mapping in self.columns.items():
+            if table not in COLUMNS:
+                bad.append(f"[columns.{table}] is not a table; use {sorted(COLUMNS)}")
+                continue
+            unknown = sorted(set(mapping) - set(COLUMNS[table]))
+            if unknown:
+                bad.append(
+                    f"[columns.{table}] maps unknown column(s) {unknown}; known: "
+                    f"{list(COLUMNS[table])}"
+                )
         if bad:
             raise ValueError("invalid plan config: " + "; ".join(bad))
 

@@ -13,7 +13,29 @@ import pandas as pd
 
 from .errors import InputError, InputProblem
 
-__all__ = ["Inputs", "read_table", "load_inputs", "validate_inputs"]
+__all__ = ["Inputs", "COLUMNS", "read_table", "load_inputs", "validate_inputs"]
+
+# Every column the inputs may carry, by table; ``[columns.<table>]`` in the config maps
+# these names to a file's own names.
+COLUMNS = {
+    "accounts": (
+        "account_id",
+        "lat",
+        "lon",
+        "potential",
+        "segment",
+        "tier",
+        "industry",
+        "employees",
+        "annual_revenue",
+        "current_rep_id",
+        "locked",
+        "unit_id",
+    ),
+    "reps": ("rep_id", "lat", "lon", "fte", "capacity_h", "segment", "start_date"),
+    "history": ("account_id", "year", "bookings", "rep_id"),
+}
+_TEXT = ("account_id", "rep_id", "current_rep_id", "segment", "unit_id")
 
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f", ""}
@@ -34,7 +56,7 @@ class Inputs:
     sources: dict[str, str]
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
+def read_table(path: str | Path, text_columns=_TEXT) -> pd.DataFrame:
     """Read a CSV or Parquet file; ids and categorical columns stay strings."""
     path = Path(path)
     if not path.exists():
@@ -46,7 +68,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
         if suffix in (".csv", ".txt", ".gz"):
             return pd.read_csv(
                 path,
-                dtype={"account_id": str, "rep_id": str, "current_rep_id": str, "segment": str},
+                dtype=dict.fromkeys(text_columns, str),
                 keep_default_na=True,
             )
     except (ValueError, OSError, pd.errors.ParserError) as exc:
@@ -290,19 +312,43 @@ def validate_inputs(
 
 
 def load_inputs(
-    accounts: str | Path, reps: str | Path, history: str | Path | None = None
+    accounts: str | Path,
+    reps: str | Path,
+    history: str | Path | None = None,
+    *,
+    columns: dict[str, dict[str, str]] | None = None,
 ) -> Inputs:
-    """Read and validate the input files (CSV or Parquet); raises :class:`InputError`."""
+    """Read and validate the input files (CSV or Parquet); raises :class:`InputError`.
+
+    ``columns`` maps, per table, our column names to the file's own, e.g.
+    ``{"accounts": {"account_id": "AccountId", "lat": "Latitude"}}``.
+    """
+    columns = columns or {}
     problems: list[InputProblem] = []
     frames = {}
     for name, path in (("accounts", accounts), ("reps", reps), ("history", history)):
         if path is None:
             frames[name] = None
             continue
+        mapping = columns.get(name, {})
+        text = [mapping.get(c, c) for c in _TEXT]
         try:
-            frames[name] = read_table(path)
+            frame = read_table(path, text)
         except InputError as exc:
             problems.extend(exc.problems)
+            continue
+        for ours, theirs in mapping.items():
+            if theirs not in frame.columns:
+                problems.append(
+                    InputProblem(
+                        str(path),
+                        f"column '{theirs}' (mapped to '{ours}' in [columns.{name}]) is "
+                        f"missing (columns present: {', '.join(map(str, frame.columns))})",
+                        "fix the mapping or add the column",
+                        column=theirs,
+                    )
+                )
+        frames[name] = frame.rename(columns={t: o for o, t in mapping.items()})
     if problems:
         raise InputError(problems)
     sources = {

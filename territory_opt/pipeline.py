@@ -275,7 +275,7 @@ def plan_files(
     """Load, validate, plan and (with ``out``) write; the Python face of ``territory-opt plan``."""
     if config is None or isinstance(config, str | Path):
         config = PlanConfig.from_file(config) if config else PlanConfig()
-    inputs = load_inputs(accounts, reps, history)
+    inputs = load_inputs(accounts, reps, history, columns=config.columns)
     result = plan(inputs, config, progress=progress)
     if out is not None:
         result.write(out, boundaries=boundaries)

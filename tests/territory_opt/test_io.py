@@ -314,3 +314,47 @@ def test_whale_finding_names_an_account_that_fits_nowhere():
     assert indivisibility_limit(pp) == pytest.approx(200 / (1500 / 17) - 1)
     (finding,) = [f for f in precheck(pp, 0.05) if f.rule == "band"]
     assert finding.message.startswith("Account 'W'")
+
+
+def test_column_names_are_configurable(tmp_path):
+    """A CRM export with its own headers loads through [columns.*] mappings; ids keep their
+    leading zeros because the mapped id columns are read as text."""
+    (tmp_path / "a.csv").write_text("AcctId,Latitude,Longitude,Owner\n007,33.7,-84.4,R1\n")
+    (tmp_path / "r.csv").write_text("RepCode,lat,lon\nR1,33.7,-84.3\n")
+    cols = {
+        "accounts": {
+            "account_id": "AcctId",
+            "lat": "Latitude",
+            "lon": "Longitude",
+            "current_rep_id": "Owner",
+        },
+        "reps": {"rep_id": "RepCode"},
+    }
+    inputs = load_inputs(tmp_path / "a.csv", tmp_path / "r.csv", columns=cols)
+    assert list(inputs.accounts["account_id"]) == ["007"]
+    assert list(inputs.accounts["current_rep_id"]) == ["R1"]
+    assert list(inputs.reps["rep_id"]) == ["R1"]
+
+
+def test_a_mapped_column_that_is_missing_is_named(tmp_path):
+    (tmp_path / "a.csv").write_text("account_id,lat,lon\nA,33.7,-84.4\n")
+    (tmp_path / "r.csv").write_text("rep_id,lat,lon\nR1,33.7,-84.3\n")
+    with pytest.raises(
+        InputError,
+        match=r"column 'Latitude' \(mapped to 'lat' in "
+        r"\[columns.accounts\]\) is missing",
+    ):
+        load_inputs(
+            tmp_path / "a.csv", tmp_path / "r.csv", columns={"accounts": {"lat": "Latitude"}}
+        )
+
+
+def test_unknown_column_mapping_is_a_config_error():
+    from territory_opt.config import PlanConfig
+
+    with pytest.raises(
+        ValueError, match=r"\[columns.accounts\] maps unknown column\(s\) \['acct'\]"
+    ):
+        PlanConfig.from_dict({"columns": {"accounts": {"acct": "Id"}}})
+    with pytest.raises(ValueError, match=r"\[columns.deals\] is not a table"):
+        PlanConfig.from_dict({"columns": {"deals": {}}})
