@@ -261,3 +261,38 @@ def test_elastic_lp_is_zero_on_a_feasible_problem(tiny_problem):
     assert np.allclose(relax.band_short, 0, atol=1e-6)
     assert np.allclose(relax.band_over, 0, atol=1e-6)
     assert np.allclose(relax.capacity_over, 0, atol=1e-6)
+
+
+class _CtrlC:
+    """A progress callback that behaves like Ctrl-C arriving once the engine holds a plan."""
+
+    def __init__(self) -> None:
+        self.fired = False
+
+    def __call__(self, event) -> None:
+        if not self.fired and np.isfinite(event.objective):
+            self.fired = True
+            raise KeyboardInterrupt
+
+
+def test_interrupt_returns_the_best_checked_plan(random_problem):
+    problem, _ = random_problem(400, 10, seed=1, tolerance=0.05)
+    settings = SolveSettings(time_limit_s=30, num_workers=1, relative_gap=0.0)
+    ctrl_c = _CtrlC()
+    result = solve(problem, settings, progress=ctrl_c)
+    assert ctrl_c.fired
+    assert result.stats["stop_reason"] == "interrupted"
+    assert result.has_plan
+    report = check_plan(problem, result.assignment)
+    assert report.ok
+    assert report.objective == pytest.approx(result.objective)
+
+
+def test_interrupt_before_any_plan_propagates(random_problem):
+    problem, _ = random_problem(60, 4, seed=3, tolerance=0.05)
+
+    def ctrl_c_at_once(event) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        solve(problem, SolveSettings(time_limit_s=10, num_workers=1), progress=ctrl_c_at_once)
