@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import ClassVar
@@ -400,7 +401,7 @@ def to_cents(quotas: pd.Series) -> pd.Series:
 
 
 @dataclass(frozen=True)
-class QuotaAlgorithm:
+class QuotaAlgorithm(ABC):
     """Base class: subclasses set ``kind`` and implement :meth:`weights`.
 
     Attributes
@@ -430,9 +431,9 @@ class QuotaAlgorithm:
         """Label used in result frames, e.g. ``blended:0.5``."""
         return self.kind
 
+    @abstractmethod
     def weights(self, inputs: QuotaInputs) -> pd.Series:
         """Raw non-negative weights per rep, before ramp proration."""
-        raise NotImplementedError
 
     def __call__(self, inputs: QuotaInputs, total: float) -> pd.Series:
         """Quotas (currency/yr) per rep summing, in cents, exactly to ``total``."""
