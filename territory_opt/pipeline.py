@@ -129,7 +129,10 @@ def plan(
 
 
 def _solve_widening(inputs, potential, config, progress, t0):
-    """Solve; where the candidates prove too narrow, double them and solve again.
+    """Solve; where the candidates prove too narrow, widen them and solve again.
+
+    Each widening doubles ``rep_reach`` and adds 4 to ``num_candidates``, up to
+    ``max_widenings`` times.
 
     Too narrow means the reach precheck fails or the relaxation is infeasible; any other
     finding (capacity, whales, locks) cannot be fixed by wider candidates and is raised.
@@ -170,7 +173,7 @@ def _solve_widening(inputs, potential, config, progress, t0):
         log.info("candidates too narrow (%s); widening", widenings[-1]["reason"])
         cfg = replace(cfg, num_candidates=cfg.num_candidates + 4, rep_reach=2 * cfg.rep_reach)
     if not result.has_plan:
-        findings = _explain(pp, cfg, result) + [f for f in precheck(pp, cfg.tolerance)]
+        findings = _explain(pp, cfg, result) + precheck(pp, cfg.tolerance)
         raise InfeasibleError(findings)
     return pp, result, widenings
 
@@ -190,8 +193,8 @@ def _explain(pp: PlanningProblem, config: PlanConfig, result: Result) -> list[Fi
         return [
             Finding(
                 "solver",
-                "The relaxation of the model is infeasible, but no small "
-                "set of conflicting rules was isolated in time.",
+                "CP-SAT proved the model infeasible, but no small set of "
+                "conflicting rules was isolated in time.",
                 "widen the tolerance or num_candidates and try again.",
             )
         ]
