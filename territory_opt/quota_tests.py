@@ -34,12 +34,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import shutil
-import tempfile
 import time
 import tomllib
-import uuid
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -50,6 +46,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from territory_opt.atomic import atomic_dir
 from territory_opt.config import check_keys
 from territory_opt.quota_algorithms import QuotaAlgorithm, QuotaDataError, parse_algorithms
 from territory_opt.quota_backtest import (
@@ -697,9 +694,7 @@ class QuotaTestResult:
         out = Path(out_dir).resolve()
         if out.exists() and not overwrite:
             raise FileExistsError(f"{out} exists; pass overwrite=True or choose another folder")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-        try:
+        with atomic_dir(out) as tmp:
             self.metrics.to_csv(tmp / "metrics.csv", index=False)
             self.effects.to_csv(tmp / "effects.csv", index=False)
             self.power.to_csv(tmp / "power.csv", index=False)
@@ -716,17 +711,6 @@ class QuotaTestResult:
             )
             _plot_histogram(self.rep_years, tmp / "attainment_hist.png")
             _plot_vs_potential(self.rep_years, self.metrics, tmp / "attainment_vs_potential.png")
-            os.chmod(tmp, 0o755)
-            if out.exists():
-                old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
-                os.rename(out, old)
-                os.rename(tmp, out)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.rename(tmp, out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         logger.info("quota test written to %s", out)
         return out
 

@@ -221,3 +221,14 @@ def test_sha256_and_versions(tmp_path):
     v = versions()
     assert {"python", "ortools", "numpy", "pandas", "scikit-learn"} <= set(v)
     assert v["territory-opt"] != "not installed"
+
+
+def test_atomic_dir_result_has_a_plain_folder_mode(tmp_path):
+    """mkdtemp makes 0700 folders; the written result must be readable like any folder."""
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    with atomic_dir(tmp_path / "out") as tmp:
+        (tmp / "a.txt").write_text("x")
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o777 & ~umask
