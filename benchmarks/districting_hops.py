@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from solvers.check_districting import check_districting
+from solvers.check_districting import check_problem_plan
 from solvers.districting import (
     DistrictingProblem,
     DistrictingSettings,
@@ -110,16 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         problem = load_state(args.bench_dir, row)
         result = solve_districting(problem, settings)
         published = int(row["optimal_objective"])
-        check = check_districting(
-            problem.population,
-            problem.adj_indptr,
-            problem.adj_indices,
-            problem.k,
-            problem.lower,
-            problem.upper,
-            result.centre_of,
-            expected_objective=result.objective,
-        )
+        check = check_problem_plan(problem, result.centre_of, result.objective)
         if result.objective is None:
             checked = "no plan"
         else:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["DistrictingCheck", "check_districting"]
+__all__ = ["DistrictingCheck", "check_districting", "check_problem_plan"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,3 +162,23 @@ def check_districting(
             f"reported objective {int(expected_objective):,} != recomputed {objective:,}"
         )
     return DistrictingCheck(not violations, violations, objective, district_population)
+
+
+def check_problem_plan(
+    problem, centre_of, expected_objective: int | None = None
+) -> DistrictingCheck:
+    """:func:`check_districting` with the instance's arrays read off ``problem``.
+
+    ``problem`` is anything with ``population``, ``adj_indptr``, ``adj_indices``, ``k``,
+    ``lower`` and ``upper`` (a ``DistrictingProblem``); nothing of the solver is used.
+    """
+    return check_districting(
+        problem.population,
+        problem.adj_indptr,
+        problem.adj_indices,
+        problem.k,
+        problem.lower,
+        problem.upper,
+        centre_of,
+        expected_objective=expected_objective,
+    )

@@ -18,7 +18,7 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
-from solvers.check_districting import check_districting
+from solvers.check_districting import check_problem_plan
 from solvers.districting import (
     DistrictingProblem,
     DistrictingResult,
@@ -138,16 +138,7 @@ def plan_districts(
             ]
         )
     centre_of = np.asarray(result.centre_of)
-    report = check_districting(
-        population,
-        problem.adj_indptr,
-        problem.adj_indices,
-        k,
-        lower,
-        upper,
-        centre_of,
-        expected_objective=int(result.objective),
-    )
+    report = check_problem_plan(problem, centre_of, int(result.objective))
     # A second, independent check on the original graph with networkx.
     errors = list(report.violations)
     for centre in np.unique(centre_of):

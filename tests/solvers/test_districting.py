@@ -12,7 +12,7 @@ from collections import deque
 import numpy as np
 import pytest
 
-from solvers.check_districting import check_districting
+from solvers.check_districting import check_problem_plan
 from solvers.districting import (
     DistrictingInputError,
     DistrictingProblem,
@@ -98,16 +98,7 @@ def brute_force(n, edges, pop, k, lower, upper) -> int | None:
 
 
 def check(problem: DistrictingProblem, centre_of, expected_objective=None):
-    return check_districting(
-        problem.population,
-        problem.adj_indptr,
-        problem.adj_indices,
-        problem.k,
-        problem.lower,
-        problem.upper,
-        centre_of,
-        expected_objective=expected_objective,
-    )
+    return check_problem_plan(problem, centre_of, expected_objective)
 
 
 # ------------------------------------------------------------------------------------------
