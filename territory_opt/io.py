@@ -135,6 +135,14 @@ def _ids(c: _Collector, df: pd.DataFrame, file: str, col: str) -> None:
         )
 
 
+def _ids_and_place(c: _Collector, df: pd.DataFrame, file: str, id_col: str) -> None:
+    """Unique text ids and WGS84 coordinates, checked and typed in place."""
+    _ids(c, df, file, id_col)
+    df[id_col] = df[id_col].astype(str)
+    df["lat"] = _numeric(c, df, file, "lat", lo=-90, hi=90, what="latitude")
+    df["lon"] = _numeric(c, df, file, "lon", lo=-180, hi=180, what="longitude")
+
+
 def _numeric(c, df, file, col, *, lo=None, hi=None, allow_nan=False, what="value"):
     values = pd.to_numeric(df[col], errors="coerce")
     bad_text = values.isna() & df[col].notna()
@@ -177,10 +185,7 @@ def validate_inputs(
     acc_ok = _require(c, accounts, fa, ["account_id", "lat", "lon"])
     rep_ok = _require(c, reps, fr, ["rep_id", "lat", "lon"])
     if rep_ok:
-        _ids(c, reps, fr, "rep_id")
-        reps["rep_id"] = reps["rep_id"].astype(str)
-        reps["lat"] = _numeric(c, reps, fr, "lat", lo=-90, hi=90, what="latitude")
-        reps["lon"] = _numeric(c, reps, fr, "lon", lo=-180, hi=180, what="longitude")
+        _ids_and_place(c, reps, fr, "rep_id")
         if "fte" in reps:
             reps["fte"] = _numeric(
                 c, reps, fr, "fte", lo=0, hi=1.5, allow_nan=True, what="fte"
@@ -214,10 +219,7 @@ def validate_inputs(
             )
             reps["start_date"] = dates
     if acc_ok:
-        _ids(c, accounts, fa, "account_id")
-        accounts["account_id"] = accounts["account_id"].astype(str)
-        accounts["lat"] = _numeric(c, accounts, fa, "lat", lo=-90, hi=90, what="latitude")
-        accounts["lon"] = _numeric(c, accounts, fa, "lon", lo=-180, hi=180, what="longitude")
+        _ids_and_place(c, accounts, fa, "account_id")
         if "potential" in accounts:
             accounts["potential"] = _numeric(
                 c, accounts, fa, "potential", lo=0, what="potential (currency/year)"
