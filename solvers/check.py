@@ -50,6 +50,8 @@ class CheckReport:
     rep_workload_h: np.ndarray
     rep_units: np.ndarray
     max_band_dev: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    rep_kept: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    kept_total: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def raise_if_failed(self) -> None:
         if not self.ok:
@@ -89,8 +91,9 @@ def check_plan(
     """Verify ``assignment`` (rep index per unit) against every hard rule of ``problem``.
 
     Rules: one rep per unit, and it is a candidate; locked units on their rep; every
-    measure inside every rep's band; workload within capacity; and, when given, the
-    reported objective equals the recomputed one.
+    measure inside every rep's band; workload within capacity; every transfer limit (the
+    share of each rep's current book that stays with it, and overall); and, when given,
+    the reported objective equals the recomputed one.
     """
     n, r, m = problem.num_units, problem.num_reps, problem.num_measures
     violations: list[Violation] = []
@@ -181,6 +184,41 @@ def check_plan(
             )
         )
 
+    # Transfer limits, recomputed from the definition: a unit stays when its rep is its
+    # current rep; each rep keeps the part of its current book that stays with it.
+    cur = problem.current_rep.astype(np.int64)
+    stays = (cur >= 0) & (a == cur)
+    t_num = problem.keep_measure.shape[1]
+    rep_kept = np.zeros((r, t_num))
+    for t in range(t_num):
+        rep_kept[:, t] = np.bincount(a[stays], weights=problem.keep_measure[stays, t], minlength=r)
+    kept_total = rep_kept.sum(axis=0)
+    for t, name in enumerate(problem.keep_names):
+        need = problem.keep_min[:, t]
+        short = np.flatnonzero(rep_kept[:, t] < need - _limit_tol(need))
+        for i in short:
+            violations.append(
+                Violation(
+                    "transfer",
+                    f"rep {i}: keeps {rep_kept[i, t]:,.2f} of its current {name}, below the "
+                    f"transfer minimum {need[i]:,.2f} by {need[i] - rep_kept[i, t]:,.2f}",
+                    rep=int(i),
+                    measure=name,
+                    amount=float(need[i] - rep_kept[i, t]),
+                )
+            )
+        total_need = problem.keep_min_total[t]
+        if kept_total[t] < total_need - _limit_tol(np.array(total_need)):
+            violations.append(
+                Violation(
+                    "transfer",
+                    f"overall: {kept_total[t]:,.2f} of {name} stays with its current rep, below "
+                    f"the transfer minimum {total_need:,.2f} by {total_need - kept_total[t]:,.2f}",
+                    measure=name,
+                    amount=float(total_need - kept_total[t]),
+                )
+            )
+
     objective = float(problem.pair_cost[pair[valid]].sum()) if valid.all() else float("nan")
     if reported_objective is not None and np.isfinite(objective):
         if abs(reported_objective - objective) > 1e-6 * max(1.0, abs(objective)):
@@ -204,4 +242,6 @@ def check_plan(
         rep_workload_h=rep_workload,
         rep_units=rep_units,
         max_band_dev=max_dev,
+        rep_kept=rep_kept,
+        kept_total=kept_total,
     )

@@ -27,11 +27,41 @@ def _rep_pairs(problem: AlignmentProblem) -> list[np.ndarray]:
     return np.split(order, splits)
 
 
+def _keep_first(problem, a, load, work, hi, cap) -> None:
+    """With transfer limits, first keep units with their current rep until each rep (and the
+    total) keeps enough, cheapest to keep first (least extra cost over the unit's cheapest
+    candidate), wherever the band maxima and capacity leave room. Updates in place."""
+    cur = problem.current_rep.astype(np.int64)
+    kept, total = problem.kept(a)
+    need, need_total = problem.keep_min, problem.keep_min_total
+    units = np.flatnonzero((a < 0) & (cur >= 0))
+    pairs = problem.pair_index(units, cur[units])
+    units, pairs = units[pairs >= 0], pairs[pairs >= 0]
+    if units.size == 0:
+        return
+    cheapest = np.minimum.reduceat(problem.pair_cost, problem.cand_indptr[:-1])
+    order = np.argsort(problem.pair_cost[pairs] - cheapest[units], kind="stable")
+    meas, km = problem.unit_measure, problem.keep_measure
+    for u, p in zip(units[order], pairs[order], strict=True):
+        r = cur[u]
+        wanted = km[u] > 0
+        if not np.any(wanted & ((kept[r] < need[r]) | (total < need_total))):
+            continue
+        if np.any(load[r] + meas[u] > hi[r]) or work[r] + problem.pair_workload_h[p] > cap[r]:
+            continue
+        a[u] = r
+        load[r] += meas[u]
+        work[r] += problem.pair_workload_h[p]
+        kept[r] += km[u]
+        total += km[u]
+
+
 def greedy_assign(problem: AlignmentProblem) -> np.ndarray:
     """Largest units first, each to its cheapest candidate with room in every band and capacity.
 
-    A unit that fits nowhere goes to the candidate whose upper limits it breaks least; the
-    repair step deals with it.
+    With transfer limits, units first stay with their current rep as far as the limits
+    need. A unit that fits nowhere goes to the candidate whose upper limits it breaks
+    least; the repair step deals with it.
     """
     m = problem.num_measures
     a = problem.fixed_rep.astype(np.int64).copy()
@@ -48,6 +78,8 @@ def greedy_assign(problem: AlignmentProblem) -> np.ndarray:
         )
     hi = np.where(np.isfinite(problem.measure_hi), problem.measure_hi, np.inf)
     cap = problem.capacity_h
+    if problem.num_keep:
+        _keep_first(problem, a, load, work, hi, cap)
     free = np.flatnonzero(a < 0)
     # Big rocks first: the largest accounts are the hardest to place inside a band.
     free = free[np.argsort(-meas[free, 0], kind="stable")]
@@ -82,8 +114,11 @@ def repair(
     """Move single units between candidate reps until every band and capacity holds.
 
     Each step takes the rep with the largest violation (relative to its limit) and makes the
-    cheapest move that reduces it without creating a new violation. Stops when the plan is
-    feasible or no such move exists (the result then still breaks some rule).
+    cheapest move that reduces it without creating a new violation. A transfer shortfall is
+    repaired by moving a unit back to its current rep, and no move ever takes a unit from
+    its current rep where that would break (or deepen the breach of) a transfer limit.
+    Stops when the plan is feasible or no such move exists (the result then still breaks
+    some rule).
     """
     a = np.asarray(assignment, dtype=np.int64).copy()
     r, m = problem.num_reps, problem.num_measures
@@ -99,15 +134,24 @@ def repair(
     movable = problem.fixed_rep < 0
     scale = np.maximum(np.abs(problem.measure_target), 1e-9)
     cap_scale = np.where(np.isfinite(cap) & (cap > 0), cap, 1.0)
+    kept, kept_total = problem.kept(a)
+    keep = _Keep(problem, kept, kept_total)
     max_moves = max_moves if max_moves is not None else 4 * problem.num_units + 100
 
     def violations() -> np.ndarray:
+        """(num_reps + 1, 4): under band, over band, over capacity, transfer shortfall; the
+        last row holds only the overall transfer shortfall."""
         under = np.maximum(lo - load, 0) / scale
         over = np.maximum(load - hi, 0) / scale
         cap_over = np.maximum(work - cap, 0) / cap_scale
-        return np.concatenate(
-            [under.max(axis=1)[:, None], over.max(axis=1)[:, None], cap_over[:, None]], axis=1
-        )
+        out = np.zeros((r + 1, 4))
+        out[:r, 0] = under.max(axis=1, initial=0.0)
+        out[:r, 1] = over.max(axis=1, initial=0.0)
+        out[:r, 2] = cap_over
+        short_rep, short_total = keep.shortfall()
+        out[:r, 3] = short_rep
+        out[r, 3] = short_total
+        return out
 
     moves = 0
     blocked: set[tuple[int, int]] = set()
@@ -119,9 +163,24 @@ def repair(
         if v_masked.max() <= 0:
             break
         rep, kind = np.unravel_index(int(np.argmax(v_masked)), v.shape)
-        moved = _best_move(
-            problem, a, pair_of_unit, load, work, by_rep, pair_unit, movable, int(rep), int(kind)
-        )
+        if kind == 3:
+            moved = _move_back(
+                problem, a, pair_of_unit, load, work, movable, keep, int(rep) if rep < r else -1
+            )
+        else:
+            moved = _best_move(
+                problem,
+                a,
+                pair_of_unit,
+                load,
+                work,
+                by_rep,
+                pair_unit,
+                movable,
+                int(rep),
+                int(kind),
+                keep,
+            )
         if moved is None:
             blocked.add((int(rep), int(kind)))
             continue
@@ -132,6 +191,7 @@ def repair(
         load[r_new] += meas[u]
         work[r_old] -= problem.pair_workload_h[p_old]
         work[r_new] += problem.pair_workload_h[p_new]
+        keep.move(u, r_old, r_new)
         a[u] = r_new
         pair_of_unit[u] = p_new
         moves += 1
@@ -140,11 +200,86 @@ def repair(
     return a
 
 
-def _best_move(problem, a, pair_of_unit, load, work, by_rep, pair_unit, movable, rep, kind):
+class _Keep:
+    """Transfer-limit bookkeeping for repair: what each rep keeps of its current book."""
+
+    def __init__(self, problem: AlignmentProblem, kept: np.ndarray, total: np.ndarray) -> None:
+        self.p = problem
+        self.kept, self.total = kept, total
+        self.need, self.need_total = problem.keep_min, problem.keep_min_total
+        self.tol = 1e-9 * np.maximum(1.0, self.need)
+        self.tol_total = 1e-9 * np.maximum(1.0, self.need_total)
+        self.scale = np.maximum(self.need, 1e-9)
+        self.scale_total = np.maximum(self.need_total, 1e-9)
+
+    def shortfall(self) -> tuple[np.ndarray, float]:
+        """Per rep and overall, the largest shortfall relative to its minimum."""
+        rep = np.maximum(self.need - self.tol - self.kept, 0) / self.scale
+        total = np.maximum(self.need_total - self.tol_total - self.total, 0) / self.scale_total
+        return rep.max(axis=1, initial=0.0), float(total.max(initial=0.0))
+
+    def can_leave(self, units: np.ndarray, from_rep: np.ndarray) -> np.ndarray:
+        """Whether moving each unit off ``from_rep`` keeps every transfer limit it touches."""
+        ok = np.ones(units.size, dtype=bool)
+        if self.p.num_keep == 0 or units.size == 0:
+            return ok
+        leaving = self.p.current_rep[units] == from_rep
+        km = self.p.keep_measure[units]
+        after = self.kept[from_rep] - km
+        ok_rep = np.all((after >= self.need[from_rep] - self.tol[from_rep]) | (km <= 0), axis=1)
+        after_total = self.total[None, :] - km
+        ok_total = np.all((after_total >= self.need_total - self.tol_total) | (km <= 0), axis=1)
+        return ~leaving | (ok_rep & ok_total)
+
+    def move(self, u: int, r_old: int, r_new: int) -> None:
+        cur = self.p.current_rep[u]
+        if self.p.num_keep == 0 or cur < 0:
+            return
+        km = self.p.keep_measure[u]
+        if r_old == cur:
+            self.kept[r_old] -= km
+            self.total -= km
+        if r_new == cur:
+            self.kept[r_new] += km
+            self.total += km
+
+
+def _move_back(problem, a, pair_of_unit, load, work, movable, keep, rep):
+    """Cheapest move of a unit back to its current rep that lowers ``rep``'s transfer
+    shortfall (``rep`` -1: the overall one) and breaks no band or capacity."""
+    cur = problem.current_rep.astype(np.int64)
+    sel = (cur == rep) if rep >= 0 else (cur >= 0)
+    units = np.flatnonzero(sel & (a != cur) & movable)
+    if units.size == 0:
+        return None
+    pairs = problem.pair_index(units, cur[units])
+    units, pairs = units[pairs >= 0], pairs[pairs >= 0]
+    to, donors = cur[units], a[units]
+    meas, wl = problem.unit_measure, problem.pair_workload_h
+    lo, hi, cap = problem.measure_lo, problem.measure_hi, problem.capacity_h
+    tol = 1e-9 * np.maximum(1.0, np.abs(problem.measure_target))
+    ok = np.all(load[to] + meas[units] <= hi[to] + tol[to], axis=1)
+    ok &= work[to] + wl[pairs] <= cap[to]
+    ok &= np.all(load[donors] - meas[units] >= lo[donors] - tol[donors], axis=1)
+    if rep >= 0:
+        short = keep.kept[rep] < keep.need[rep] - keep.tol[rep]
+    else:
+        short = keep.total < keep.need_total - keep.tol_total
+    amount = problem.keep_measure[units][:, short].sum(axis=1)
+    ok &= amount > 0
+    if not ok.any():
+        return None
+    units, pairs, amount = units[ok], pairs[ok], amount[ok]
+    delta = problem.pair_cost[pairs] - problem.pair_cost[pair_of_unit[units]]
+    k = int(np.argmin(delta / amount))
+    return int(units[k]), int(pairs[k])
+
+
+def _best_move(problem, a, pair_of_unit, load, work, by_rep, pair_unit, movable, rep, kind, keep):
     """Cheapest single-unit move that lowers violation ``kind`` of ``rep`` and breaks nothing.
 
     kind 0: rep is under a band, pull a unit in; 1: over a band, push one out; 2: over
-    capacity, push one out.
+    capacity, push one out. No move breaks a transfer limit (``keep``).
     """
     meas = problem.unit_measure
     lo, hi, cap = problem.measure_lo, problem.measure_hi, problem.capacity_h
@@ -161,6 +296,7 @@ def _best_move(problem, a, pair_of_unit, load, work, by_rep, pair_unit, movable,
         ok = np.all(gain_meas <= hi[rep] + tol[rep], axis=1)
         ok &= np.all(load[donors] - meas[units] >= lo[donors] - tol[donors], axis=1)
         ok &= work[rep] + wl[pairs] <= cap[rep]
+        ok &= keep.can_leave(units, donors)
         under = lo[rep] > load[rep]
         ok &= np.any(meas[units][:, under] > 0, axis=1) if under.any() else ok
         if not ok.any():
@@ -186,6 +322,7 @@ def _best_move(problem, a, pair_of_unit, load, work, by_rep, pair_unit, movable,
     ok = np.all(load[to] + meas[cu] <= hi[to] + tol[to], axis=1)
     ok &= work[to] + wl[pairs] <= cap[to]
     ok &= np.all(load[rep] - meas[cu] >= lo[rep] - tol[rep], axis=1)
+    ok &= keep.can_leave(cu, np.full(cu.size, rep))
     if kind == 1:
         over = load[rep] > hi[rep]
         ok &= np.any(meas[cu][:, over] > 0, axis=1)

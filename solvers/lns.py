@@ -56,7 +56,9 @@ def subproblem(
     problem of their own.
 
     Returns (sub-problem, the freed units, the sub pairs' indices in ``problem``), or
-    ``None`` when nothing can move.
+    ``None`` when nothing can move. The sub-problem's ``current_rep`` is the freed units'
+    current rep (local index, -1 outside the group), and its transfer limits are the full
+    ones less what the units that do not move already keep.
     """
     in_group = np.zeros(problem.num_reps, dtype=bool)
     in_group[group] = True
@@ -87,6 +89,12 @@ def subproblem(
     fixed_work = np.bincount(
         local[plan[stay_units]], weights=problem.pair_workload_h[stay_pairs], minlength=g
     )
+    # Transfer limits: what the units that do not move keep already counts toward them.
+    outside = plan.copy()
+    outside[free] = -1
+    kept, kept_total = problem.kept(outside)
+    cur_free = problem.current_rep[free]
+    sub_current = np.where(cur_free >= 0, local[np.maximum(cur_free, 0)], -1)
     sub = AlignmentProblem(
         cand_indptr=indptr,
         cand_rep=local[problem.cand_rep[pairs]],
@@ -99,8 +107,12 @@ def subproblem(
         # The checker allows rounding noise, so a full rep can show a hair below zero.
         capacity_h=np.maximum(problem.capacity_h[group] - fixed_work, 0.0),
         fixed_rep=np.full(free.size, -1),
-        current_rep=local[plan[free]],
+        current_rep=sub_current,
         measure_names=problem.measure_names,
+        keep_measure=problem.keep_measure[free],
+        keep_min=np.maximum(problem.keep_min[group] - kept[group], 0.0),
+        keep_min_total=np.maximum(problem.keep_min_total - kept_total, 0.0),
+        keep_names=problem.keep_names,
     )
     return sub, free, pairs
 
@@ -141,7 +153,7 @@ def improve(
             sub, free, _ = built
             stats.iterations += 1
             limit = min(sub_time_limit_s, max(0.1, time_left()))
-            current = sub.current_rep
+            current = np.searchsorted(group, plan[free])
             if backend == "mip":
                 sol = solve_mip(sub, time_limit_s=limit)
                 if not sol.feasible:

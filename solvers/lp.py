@@ -9,7 +9,7 @@ the MIP baseline.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -58,8 +58,35 @@ class LpSolution:
         return out
 
 
+def _keep_rows(problem: AlignmentProblem):
+    """Transfer-limit rows over the stay pairs: per keep measure, one row per rep with a
+    positive ``keep_min``, then one overall row when ``keep_min_total`` is positive.
+
+    Returns the block, its lower limits, and per row ``(rep or -1, keep measure)``.
+    """
+    p, r = problem.num_pairs, problem.num_reps
+    stay = problem.stay_pairs
+    units = problem.pair_unit[stay]
+    blocks, lo, who = [], [], []
+    for t in range(problem.num_keep):
+        vals = problem.keep_measure[units, t]
+        reps = np.flatnonzero(problem.keep_min[:, t] > 0)
+        per_rep = sp.csr_matrix((vals, (problem.cand_rep[stay], stay)), shape=(r, p))
+        blocks.append(per_rep[reps])
+        lo.append(problem.keep_min[reps, t])
+        who += [(int(i), t) for i in reps]
+        if problem.keep_min_total[t] > 0:
+            blocks.append(sp.csr_matrix((vals, (np.zeros(stay.size, int), stay)), shape=(1, p)))
+            lo.append(problem.keep_min_total[t : t + 1])
+            who.append((-1, t))
+    if not blocks:
+        return sp.csr_matrix((0, p)), np.zeros(0), []
+    return sp.vstack(blocks).tocsr(), np.concatenate(lo), who
+
+
 def _arrays(problem: AlignmentProblem):
-    """Constraint matrix rows: assign-once, finite band rows, finite capacity rows."""
+    """Constraint matrix rows: assign-once, finite band rows, finite capacity rows, then
+    the transfer-limit rows (:func:`_keep_rows`)."""
     n, r, p = problem.num_units, problem.num_reps, problem.num_pairs
     cols = np.arange(p)
     blocks = [sp.csr_matrix((np.ones(p), (problem.pair_unit, cols)), shape=(n, p))]
@@ -78,6 +105,10 @@ def _arrays(problem: AlignmentProblem):
     blocks.append(block[keep])
     lo.append(np.full(int(keep.sum()), -np.inf))
     hi.append(problem.capacity_h[keep])
+    block, keep_lo, _ = _keep_rows(problem)
+    blocks.append(block)
+    lo.append(keep_lo)
+    hi.append(np.full(keep_lo.size, np.inf))
     var_lo = np.zeros(p)
     locked = np.flatnonzero(problem.fixed_rep >= 0)
     if locked.size:
@@ -146,14 +177,19 @@ class Relaxation:
 
     ``band_short[r, j]``: how far rep ``r``'s measure ``j`` must be allowed below its band
     minimum; ``band_over[r, j]``: above its maximum; ``capacity_over[r]``: hours above
-    capacity. All zero when the problem is feasible as it stands. Each amount is in the
-    measure's own units; the LP minimises their sum relative to each target or capacity.
+    capacity; ``keep_short[r, t]``: how much less of rep ``r``'s current book than
+    ``keep_min`` must be allowed to stay (transfer limit); ``keep_total_short[t]``: the same
+    for the overall limit. All zero when the problem is feasible as it stands. Each amount
+    is in the measure's own units; the LP minimises their sum relative to each target,
+    capacity or transfer minimum.
     """
 
     status: str
     band_short: np.ndarray
     band_over: np.ndarray
     capacity_over: np.ndarray
+    keep_short: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    keep_total_short: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 def solve_elastic(
@@ -163,7 +199,8 @@ def solve_elastic(
     a, lo, hi, var_lo = _arrays(problem)
     r, m = problem.num_reps, problem.num_measures
     # Row layout of _arrays: one assign row per unit, then per measure the rows of reps
-    # with a finite band, then the rows of reps with a finite capacity.
+    # with a finite band, then the rows of reps with a finite capacity, then the transfer
+    # rows.
     rows_band = []
     for j in range(m):
         keep = np.isfinite(problem.measure_lo[:, j]) | np.isfinite(problem.measure_hi[:, j])
@@ -184,8 +221,13 @@ def solve_elastic(
     short = sp.csr_matrix((scale_band, (band_rows, np.arange(k_band))), shape=(nrows, k_band))
     over = sp.csr_matrix((-scale_band, (band_rows, np.arange(k_band))), shape=(nrows, k_band))
     cap = sp.csr_matrix((-scale_cap, (cap_rows, np.arange(k_cap))), shape=(nrows, k_cap))
-    full = sp.hstack([a, short, over, cap]).tocsr()
-    num_slack = 2 * k_band + k_cap
+    _, keep_lo, keep_who = _keep_rows(problem)
+    k_keep = keep_lo.size
+    keep_rows = problem.num_units + k_band + k_cap + np.arange(k_keep)
+    scale_keep = np.maximum(keep_lo, 1e-9)
+    keep = sp.csr_matrix((scale_keep, (keep_rows, np.arange(k_keep))), shape=(nrows, k_keep))
+    full = sp.hstack([a, short, over, cap, keep]).tocsr()
+    num_slack = 2 * k_band + k_cap + k_keep
     cost = np.concatenate([np.zeros(problem.num_pairs), np.ones(num_slack)])
     upper = np.concatenate([np.ones(problem.num_pairs), np.full(num_slack, np.inf)])
     lower = np.concatenate([var_lo, np.zeros(num_slack)])
@@ -202,6 +244,8 @@ def solve_elastic(
     band_short = np.zeros((r, m))
     band_over = np.zeros((r, m))
     cap_over = np.zeros(r)
+    keep_short = np.zeros((r, problem.num_keep))
+    keep_total_short = np.zeros(problem.num_keep)
     if status in ("OPTIMAL", "FEASIBLE"):
         x = solver.values(model.get_variables()).to_numpy()[problem.num_pairs :]
         s_short = x[:k_band] * scale_band
@@ -211,5 +255,11 @@ def solve_elastic(
             band_short[reps, j] = s_short[offset : offset + reps.size]
             band_over[reps, j] = s_over[offset : offset + reps.size]
             offset += reps.size
-        cap_over[cap_reps] = x[2 * k_band :] * scale_cap
-    return Relaxation(status, band_short, band_over, cap_over)
+        cap_over[cap_reps] = x[2 * k_band : 2 * k_band + k_cap] * scale_cap
+        s_keep = x[2 * k_band + k_cap :] * scale_keep
+        for (i, t), amount in zip(keep_who, s_keep, strict=True):
+            if i >= 0:
+                keep_short[i, t] = amount
+            else:
+                keep_total_short[t] = amount
+    return Relaxation(status, band_short, band_over, cap_over, keep_short, keep_total_short)

@@ -8,6 +8,11 @@ million pairs rather than a billion.
 Balance measures (potential first, then any others) are summed per rep and must lie in a
 per-rep band ``[measure_lo, measure_hi]``. Workload depends on the pair (travel depends on
 the rep's base), so it is stored per pair and bounded by each rep's capacity.
+
+Transfer ("keep") limits bound disruption against the current alignment: of each rep's
+current book (the units whose ``current_rep`` is that rep) at least ``keep_min`` of every
+keep measure must stay with the rep, and overall at least ``keep_min_total`` must stay with
+its current rep. A unit stays when it is assigned to its current rep.
 """
 
 from __future__ import annotations
@@ -56,6 +61,17 @@ class AlignmentProblem:
         statistics and as a warm start).
     measure_names:
         One name per measure column, for messages.
+    keep_measure:
+        ``(num_units, num_keep)`` non-negative amounts counted by the transfer limits (for
+        example 1 per unit for the account count, and potential). Default: no columns, no
+        transfer limits.
+    keep_min:
+        ``(num_reps, num_keep)`` least amount of each keep measure of the rep's current book
+        that must stay with the rep (0 switches a limit off).
+    keep_min_total:
+        ``(num_keep,)`` least amount that must stay with its current rep over all units.
+    keep_names:
+        One name per keep column, for messages.
     """
 
     cand_indptr: np.ndarray
@@ -70,9 +86,24 @@ class AlignmentProblem:
     fixed_rep: np.ndarray
     current_rep: np.ndarray
     measure_names: tuple[str, ...] = ("potential",)
+    keep_measure: np.ndarray | None = None
+    keep_min: np.ndarray | None = None
+    keep_min_total: np.ndarray | None = None
+    keep_names: tuple[str, ...] = ()
     _pair_unit: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        num_keep = len(self.keep_names)
+        n = np.asarray(self.cand_indptr).size - 1
+        r = np.asarray(self.capacity_h).size
+        defaults = {
+            "keep_measure": (n, num_keep),
+            "keep_min": (r, num_keep),
+            "keep_min_total": (num_keep,),
+        }
+        for name, shape in defaults.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, np.zeros(shape))
         conv = {
             "cand_indptr": np.int64,
             "cand_rep": np.int32,
@@ -85,6 +116,9 @@ class AlignmentProblem:
             "capacity_h": np.float64,
             "fixed_rep": np.int32,
             "current_rep": np.int32,
+            "keep_measure": np.float64,
+            "keep_min": np.float64,
+            "keep_min_total": np.float64,
         }
         for name, dtype in conv.items():
             object.__setattr__(self, name, _frozen(np.asarray(getattr(self, name), dtype=dtype)))
@@ -95,6 +129,7 @@ class AlignmentProblem:
             if arr.ndim == 1:
                 object.__setattr__(self, name, _frozen(arr[:, None]))
         object.__setattr__(self, "measure_names", tuple(self.measure_names))
+        object.__setattr__(self, "keep_names", tuple(self.keep_names))
         self._validate()
         pair_unit = np.repeat(np.arange(self.num_units, dtype=np.int32), np.diff(self.cand_indptr))
         object.__setattr__(self, "_pair_unit", _frozen(pair_unit))
@@ -115,6 +150,39 @@ class AlignmentProblem:
     @property
     def num_measures(self) -> int:
         return int(self.unit_measure.shape[1])
+
+    @property
+    def num_keep(self) -> int:
+        """Number of transfer-limit measures (0: no transfer limits)."""
+        return int(self.keep_measure.shape[1])
+
+    @property
+    def stay_pairs(self) -> np.ndarray:
+        """Indices of the pairs that keep a unit with its current rep."""
+        return np.flatnonzero(self.cand_rep == self.current_rep[self._pair_unit])
+
+    def kept(self, assignment: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Amounts that stay: ``(num_reps, num_keep)`` per rep of its current book, and
+        ``(num_keep,)`` overall, for a plan given as a rep index per unit."""
+        a = np.asarray(assignment)
+        stay = (a == self.current_rep) & (self.current_rep >= 0)
+        per_rep = np.zeros((self.num_reps, self.num_keep))
+        for t in range(self.num_keep):
+            per_rep[:, t] = np.bincount(
+                a[stay], weights=self.keep_measure[stay, t], minlength=self.num_reps
+            )
+        return per_rep, per_rep.sum(axis=0)
+
+    def current_book(self) -> np.ndarray:
+        """``(num_reps, num_keep)``: each rep's current book in every keep measure."""
+        cur = self.current_rep
+        has = cur >= 0
+        out = np.zeros((self.num_reps, self.num_keep))
+        for t in range(self.num_keep):
+            out[:, t] = np.bincount(
+                cur[has], weights=self.keep_measure[has, t], minlength=self.num_reps
+            )
+        return out
 
     @property
     def pair_unit(self) -> np.ndarray:
@@ -183,6 +251,19 @@ class AlignmentProblem:
             problems.append("measure_lo must not exceed measure_hi")
         if np.any(np.isnan(self.capacity_h)) or np.any(self.capacity_h < 0):
             problems.append("capacity_h must be non-negative")
+        t = len(self.keep_names)
+        for name, shape in (
+            ("keep_measure", (n, t)),
+            ("keep_min", (r, t)),
+            ("keep_min_total", (t,)),
+        ):
+            arr = getattr(self, name)
+            if arr.shape != shape:
+                problems.append(f"{name} must have shape {shape} (one column per keep name)")
+            elif not np.all(np.isfinite(arr)) or np.any(arr < 0):
+                problems.append(f"{name} must be finite and non-negative")
+        if np.any((self.current_rep < -1) | (self.current_rep >= r)):
+            problems.append(f"current_rep holds rep indices outside [-1, {r})")
         if problems:
             raise ValueError("invalid AlignmentProblem: " + "; ".join(problems))
         if p:

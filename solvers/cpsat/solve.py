@@ -20,6 +20,7 @@ from .bands import add_bands, band_keys
 from .capacity import add_capacity
 from .locks import add_locks
 from .objective import add_objective
+from .transfer import add_transfer, transfer_keys
 from .variables import PairVars, new_pair_vars
 
 __all__ = ["solve_cpsat", "build_model", "explain_infeasibility", "Conflict"]
@@ -32,7 +33,9 @@ ProgressFn = Callable[[ProgressEvent], None]
 @dataclass(frozen=True)
 class Conflict:
     """One constraint group in an infeasible core: ``rule`` is 'band-lo', 'band-hi',
-    'capacity' or 'locks'; ``rep`` and ``measure`` index into the problem (-1 if n/a)."""
+    'capacity', 'locks' or 'transfer'; ``rep`` and ``measure`` index into the problem (-1
+    if n/a). For 'transfer', ``measure`` indexes the keep measures and ``rep`` is -1 for
+    the overall limit."""
 
     rule: str
     rep: int = -1
@@ -59,16 +62,22 @@ def build_model(problem: AlignmentProblem, *, explain: bool = False) -> _Built:
         for r in np.flatnonzero(np.isfinite(problem.capacity_h)):
             literals[("capacity", int(r))] = model.new_bool_var(f"cap_{r}")
         literals[("locks",)] = model.new_bool_var("locks")
+        for key in transfer_keys(problem):
+            literals[("transfer",) + key] = model.new_bool_var(f"transfer_{key}")
         add_bands(model, problem, v, {k[1:]: lit for k, lit in literals.items() if k[0] == "band"})
         add_capacity(
             model, problem, v, {k[1]: lit for k, lit in literals.items() if k[0] == "capacity"}
         )
         add_locks(model, problem, v, literals[("locks",)])
+        add_transfer(
+            model, problem, v, {k[1:]: lit for k, lit in literals.items() if k[0] == "transfer"}
+        )
         model.add_assumptions(list(literals.values()))
         return _Built(model, v, 1.0, literals)
     add_bands(model, problem, v)
     add_capacity(model, problem, v)
     add_locks(model, problem, v)
+    add_transfer(model, problem, v)
     q = add_objective(model, problem, v)
     return _Built(model, v, q.q, literals)
 
@@ -218,9 +227,9 @@ def explain_infeasibility(
 ) -> list[Conflict] | None:
     """The rule groups of an infeasible core, or ``None`` if none was found in time.
 
-    Solves a feasibility version (no objective) where each band side, each capacity and
-    the locks sit on assumption literals; CP-SAT returns a subset of them that cannot hold
-    together.
+    Solves a feasibility version (no objective) where each band side, each capacity, the
+    locks and each transfer limit sit on assumption literals; CP-SAT returns a subset of
+    them that cannot hold together.
     """
     built = build_model(problem, explain=True)
     solver = cp_model.CpSolver()
@@ -241,6 +250,8 @@ def explain_infeasibility(
             out.append(Conflict(f"band-{key[1]}", rep=key[2], measure=key[3]))
         elif key[0] == "capacity":
             out.append(Conflict("capacity", rep=key[1]))
+        elif key[0] == "transfer":
+            out.append(Conflict("transfer", rep=key[1], measure=key[2]))
         else:
             out.append(Conflict("locks"))
     return out
