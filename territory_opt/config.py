@@ -9,7 +9,7 @@ from typing import Any
 
 from solvers.settings import SolveSettings
 
-__all__ = ["WorkloadSettings", "PotentialSettings", "PlanConfig", "check_keys"]
+__all__ = ["WorkloadSettings", "PotentialSettings", "TransferSettings", "PlanConfig", "check_keys"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,39 @@ class PotentialSettings:
 
 
 @dataclass(frozen=True)
+class TransferSettings:
+    """Hard limits on how much of the current alignment may change (``[transfer]``).
+
+    Each is a share in [0, 1], or ``None`` (off). ``max_accounts_share_per_rep = 0.2`` means
+    at most 20 % of each rep's current accounts may go to another rep, so the rep keeps at
+    least 80 % of its current book; ``*_potential_*`` counts potential instead of accounts;
+    ``*_total`` limits the share of all currently assigned accounts (or potential) that
+    moves. Accounts without a current rep are in no book.
+    """
+
+    max_accounts_share_per_rep: float | None = None
+    max_potential_share_per_rep: float | None = None
+    max_accounts_share_total: float | None = None
+    max_potential_share_total: float | None = None
+
+    def __post_init__(self) -> None:
+        bad = [
+            f"transfer.{f.name} must be in [0, 1] (or left out), got {getattr(self, f.name)!r}"
+            for f in fields(self)
+            if getattr(self, f.name) is not None
+            and not (
+                isinstance(getattr(self, f.name), int | float) and 0 <= getattr(self, f.name) <= 1
+            )
+        ]
+        if bad:
+            raise ValueError("invalid transfer settings: " + "; ".join(bad))
+
+    @property
+    def active(self) -> bool:
+        return any(getattr(self, f.name) is not None for f in fields(self))
+
+
+@dataclass(frozen=True)
 class PlanConfig:
     """Everything a plan depends on besides the input files.
 
@@ -89,6 +122,20 @@ class PlanConfig:
         When the relaxation proves the candidates too narrow, ``rep_reach`` doubles and
         ``num_candidates`` grows by 4, up to this many times, before the plan is called
         infeasible.
+    balance:
+        Extra balance measures, each mapped to its band half-width as a share of the rep's
+        target (potential keeps ``tolerance``): ``account_count`` (accounts per rep),
+        ``workload_h`` (visit hours per year: visits x minutes per visit; travel depends on
+        the rep and is already bounded by each rep's capacity, so it is left out), or the
+        name of any numeric accounts column (summed per rep). Targets follow the same
+        per-rep shares as potential (``target_weight``, else capacity).
+    named_accounts:
+        ``account_id -> rep_id``: named accounts go to that rep whatever else happens
+        (fixed, like locked accounts; the rep is made a candidate).
+    transfer:
+        Hard limits on moves against the current alignment (:class:`TransferSettings`).
+    forbidden_pairs:
+        ``[[account_id, rep_id], ...]``: that account never goes to that rep.
     """
 
     quota_total: float | None = None
@@ -101,9 +148,30 @@ class PlanConfig:
     potential: PotentialSettings = field(default_factory=PotentialSettings)
     solve: SolveSettings = field(default_factory=lambda: SolveSettings(time_limit_s=120.0))
     columns: dict[str, dict[str, str]] = field(default_factory=dict)
+    balance: dict[str, float] = field(default_factory=dict)
+    named_accounts: dict[str, str] = field(default_factory=dict)
+    transfer: TransferSettings = field(default_factory=TransferSettings)
+    forbidden_pairs: list[list[str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         bad = []
+        for name, width in self.balance.items():
+            if name == "potential":
+                bad.append("balance.potential: the potential band is set by 'tolerance'")
+            elif isinstance(width, bool) or not isinstance(width, int | float) or not width > 0:
+                bad.append(f"balance.{name} must be a share > 0 of the target, got {width!r}")
+        for acc, rep in self.named_accounts.items():
+            if not isinstance(rep, str) or not rep:
+                bad.append(f"named_accounts[{acc!r}] must be a rep_id (text), got {rep!r}")
+        for k, pair in enumerate(self.forbidden_pairs):
+            if (
+                not isinstance(pair, list | tuple)
+                or len(pair) != 2
+                or not all(isinstance(x, str) for x in pair)
+            ):
+                bad.append(
+                    f"forbidden_pairs[{k}] must be [account_id, rep_id] (two texts), got {pair!r}"
+                )
         if not 0 < self.tolerance < 1:
             bad.append(f"tolerance must be in (0, 1), got {self.tolerance}")
         if self.num_candidates < 1:
@@ -140,6 +208,8 @@ class PlanConfig:
             data["potential"] = _sub(PotentialSettings, data["potential"], "potential")
         if "solve" in data:
             data["solve"] = SolveSettings.from_dict(data["solve"])
+        if "transfer" in data:
+            data["transfer"] = _sub(TransferSettings, data["transfer"], "transfer")
         return cls(**data)
 
     @classmethod

@@ -32,7 +32,7 @@ COLUMNS = {
         "locked",
         "unit_id",
     ),
-    "reps": ("rep_id", "lat", "lon", "fte", "capacity_h", "segment", "start_date"),
+    "reps": ("rep_id", "lat", "lon", "fte", "capacity_h", "segment", "start_date", "target_weight"),
     "history": ("account_id", "year", "bookings", "rep_id"),
 }
 _TEXT = ("account_id", "rep_id", "current_rep_id", "segment", "unit_id")
@@ -196,6 +196,21 @@ def validate_inputs(
             reps["capacity_h"] = _numeric(
                 c, reps, fr, "capacity_h", lo=0, allow_nan=True, what="capacity (hours/year)"
             )
+        if "target_weight" in reps:
+            weight = _numeric(
+                c, reps, fr, "target_weight", lo=0, allow_nan=True, what="target weight"
+            )
+            given = weight.notna()
+            if given.any() and not given.all():
+                c.rows(
+                    fr,
+                    (~given).to_numpy(),
+                    "target_weight",
+                    "rep has no target_weight while others have one",
+                    "give every rep a target_weight, or leave the column out (targets then "
+                    "follow capacity)",
+                )
+            reps["target_weight"] = weight
         if "segment" in reps:
             seg = reps["segment"]
             has = seg.notna() & (seg.astype(str).str.strip() != "")

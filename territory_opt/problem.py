@@ -9,6 +9,7 @@ import pandas as pd
 
 from solvers.problem import AlignmentProblem
 
+from .balance import apply_pair_rules, balance_bands, fixed_reps, keep_limits, pool_targets
 from .config import PlanConfig
 from .errors import InputError, InputProblem
 from .geo import haversine_km, nearest
@@ -36,17 +37,10 @@ class PlanningProblem:
     account_pool: np.ndarray
 
 
-def _targets(pot, rep_pool, acc_pool, cap) -> np.ndarray:
-    """Each rep's share of its pool's potential equals its share of the pool's capacity."""
-    target = np.zeros(rep_pool.size)
-    for pool in np.unique(rep_pool):
-        in_pool = rep_pool == pool
-        pool_cap = cap[in_pool].sum()
-        share = (
-            cap[in_pool] / pool_cap if pool_cap > 0 else np.full(in_pool.sum(), 1 / in_pool.sum())
-        )
-        target[in_pool] = pot[acc_pool == pool].sum() * share
-    return target
+def _targets(pot, rep_pool, acc_pool, weights) -> np.ndarray:
+    """Each rep's share of its pool's potential equals its share of the pool's ``weights``
+    (capacity, or the reps' ``target_weight``: see :mod:`territory_opt.balance`)."""
+    return pool_targets(pot, rep_pool, acc_pool, weights)
 
 
 def build_problem(
@@ -55,7 +49,9 @@ def build_problem(
     """Candidate pairs (nearest eligible reps, current and locked rep), costs and bands.
 
     Targets are proportional to capacity within each segment pool: a rep's target share of
-    its pool's potential equals its share of the pool's capacity.
+    its pool's potential equals its share of the pool's capacity (or of the pool's
+    ``target_weight``). Extra balance measures, named accounts, forbidden pairs and
+    transfer limits come from the settings (:mod:`territory_opt.balance`).
     """
     n, r = len(accounts), len(reps)
     rep_ids = reps["rep_id"].to_numpy(str)
@@ -115,6 +111,8 @@ def build_problem(
     cols.append(cur[has_cur])
     unit = np.concatenate(rows)
     rep = np.concatenate(cols)
+    # Settings' pair rules: named accounts' reps become candidates, forbidden pairs go.
+    unit, rep = apply_pair_rules(accounts, rep_ids, rep_pool, acc_pool, config, unit, rep)
     order = np.lexsort((rep, unit))
     unit, rep = unit[order], rep[order]
     first = np.r_[True, (np.diff(unit) != 0) | (np.diff(rep) != 0)]
@@ -143,21 +141,23 @@ def build_problem(
     pair_wl = workload_h(visits[unit], travel, config.workload)
     cap = capacity_h(reps, config.workload)
 
-    target = pot_target
-    tol = config.tolerance
+    # Bands of every balance measure around per-rep targets; locked and named accounts
+    # fixed; transfer limits against the current alignment (territory_opt.balance).
+    bal = balance_bands(accounts, reps, pot, rep_pool, acc_pool, config)
     problem = AlignmentProblem(
         cand_indptr=indptr,
         cand_rep=rep,
         pair_cost=pot[unit] * travel,
         pair_workload_h=pair_wl,
-        unit_measure=pot[:, None],
-        measure_lo=(target * (1 - tol))[:, None],
-        measure_hi=(target * (1 + tol))[:, None],
-        measure_target=target[:, None],
+        unit_measure=bal.unit_measure,
+        measure_lo=bal.lo,
+        measure_hi=bal.hi,
+        measure_target=bal.target,
         capacity_h=cap,
-        fixed_rep=fixed,
+        fixed_rep=fixed_reps(accounts, rep_ids, fixed, config),
         current_rep=cur,
-        measure_names=("potential",),
+        measure_names=bal.names,
+        **keep_limits(cur, pot, r, config),
     )
     return PlanningProblem(
         problem=problem,

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from .problem import PlanningProblem
 from .quotas import headcount_quotas, potential_quotas
 
-__all__ = ["assignment_table", "territory_table", "render_map", "summary_text"]
+__all__ = ["assignment_table", "territory_table", "balance_column", "render_map", "summary_text"]
 
 
 def assignment_table(pp: PlanningProblem, assignment: np.ndarray) -> pd.DataFrame:
@@ -38,14 +38,17 @@ def assignment_table(pp: PlanningProblem, assignment: np.ndarray) -> pd.DataFram
 def territory_table(
     pp: PlanningProblem, assignments: pd.DataFrame, quota_total: float
 ) -> pd.DataFrame:
-    """One row per rep: size, potential against target, workload against capacity, quotas."""
+    """One row per rep: size, potential against target, workload against capacity, quotas;
+    then each extra balance measure (value, ``target_*``, ``*_dev_pct``) and, with transfer
+    limits, ``kept_accounts_share`` and ``kept_potential_share`` (of the rep's current
+    book; empty for a rep with no current book)."""
     p = pp.problem
     g = assignments.groupby("rep_id")
     ids = pd.Index(pp.rep_ids, name="rep_id")
     potential = g["potential"].sum().reindex(ids).fillna(0.0).to_numpy()
     target = p.measure_target[:, 0]
     workload = g["workload_h"].sum().reindex(ids).fillna(0.0).to_numpy()
-    return pd.DataFrame(
+    table = pd.DataFrame(
         {
             "rep_id": pp.rep_ids,
             "accounts": g.size().reindex(ids).fillna(0).astype(int).to_numpy(),
@@ -60,6 +63,63 @@ def territory_table(
             "quota_headcount": headcount_quotas(quota_total, len(ids)),
         }
     )
+    return _with_balance_and_transfer(pp, assignments, table)
+
+
+def balance_column(name: str) -> str:
+    """Territory-table column of an extra balance measure (prefixed when the name is taken,
+    as ``workload_h`` is by the rep's total hours)."""
+    return f"balance_{name}" if name in _BASE_COLUMNS else name
+
+
+_BASE_COLUMNS = (
+    "rep_id",
+    "accounts",
+    "potential",
+    "target_potential",
+    "potential_dev_pct",
+    "workload_h",
+    "capacity_h",
+    "utilisation",
+    "travel_km_mean",
+    "quota",
+    "quota_headcount",
+)
+
+
+def _with_balance_and_transfer(
+    pp: PlanningProblem, assignments: pd.DataFrame, table: pd.DataFrame
+) -> pd.DataFrame:
+    """Per extra balance measure: value, target and deviation %; with transfer limits, the
+    share of each rep's current accounts and potential that stays with it."""
+    p = pp.problem
+    unit = pd.Index(pp.account_ids).get_indexer(assignments["account_id"])
+    rep = pd.Index(pp.rep_ids).get_indexer(assignments["rep_id"])
+    for j in range(1, p.num_measures):
+        col = balance_column(p.measure_names[j])
+        value = np.bincount(rep, weights=p.unit_measure[unit, j], minlength=p.num_reps)
+        target = p.measure_target[:, j]
+        table[col] = value
+        table[f"target_{col}"] = target
+        table[f"{col}_dev_pct"] = 100 * (value - target) / np.where(target > 0, target, 1)
+    if p.num_keep:
+        prev = assignments["previous_rep_id"]
+        kept = assignments[(prev != "") & (prev == assignments["rep_id"])]
+        book = assignments[prev != ""]
+        ids = pd.Index(pp.rep_ids)
+        for what, kept_v, book_v in (
+            ("accounts", kept.groupby("rep_id").size(), book.groupby("previous_rep_id").size()),
+            (
+                "potential",
+                kept.groupby("rep_id")["potential"].sum(),
+                book.groupby("previous_rep_id")["potential"].sum(),
+            ),
+        ):
+            k = kept_v.reindex(ids).fillna(0.0).to_numpy(float)
+            b = book_v.reindex(ids).fillna(0.0).to_numpy(float)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                table[f"kept_{what}_share"] = np.where(b > 0, k / b, np.nan)
+    return table
 
 
 def render_map(
