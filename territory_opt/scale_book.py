@@ -30,13 +30,17 @@ The generative story, in order:
    along a Hilbert curve through the accounts; each rep's home base is its sampled account's
    location. Metro areas get many reps, and no region is left without one. FTE is 1.0 for
    most reps, 0.8 or 0.5 for a few.
-5. **Capacity.** Each account's workload is computed with :mod:`territory_opt.workload` and
-   the default :class:`~territory_opt.config.WorkloadSettings` for its *nearest* rep. That sum
-   is the least total workload any plan can have (each account's travel is smallest at its
-   nearest rep), so ``capacity_ratio`` is the ratio of total capacity to the least total
-   workload; each rep gets the FTE-weighted share of it. With the default 1.15 the team as a
-   whole has 15 % slack over the unattainable travel-minimal book, and capacity binds once
-   potential bands pull territories away from it.
+5. **Capacity.** "Capacity 1.15 x mean workload" needs a plan to measure workload on, since
+   travel depends on who covers whom. The default base is a potential-balanced nearest-rep
+   plan (a weighted Voronoi diagram of the reps, tuned toward each rep's potential target):
+   the kind of plan the bands ask for, so ``capacity_ratio`` is the slack the team has over
+   a plan that already balances potential. Workload is computed with
+   :mod:`territory_opt.workload` and the default
+   :class:`~territory_opt.config.WorkloadSettings`; each rep gets the FTE-weighted share of
+   ``capacity_ratio`` x that total. ``capacity_base="nearest"`` measures instead on every
+   account at its nearest rep, the least total workload any plan can have; at 1.15 that is
+   tighter, and small books on it are often infeasible (the full LP says so). Rural reps
+   travel more than the mean, so capacity binds for them either way.
 6. **Drift** (optional): last year's potentials are the ones drawn in step 2; last year's plan
    is a balanced nearest-rep alignment of them (a weighted Voronoi diagram of the reps, its
    weights tuned toward each rep's potential target; ``last_year_worst_dev_pct`` in the
@@ -139,7 +143,8 @@ class ScaleBook:
     """Accounts and reps in the pipeline's input schema, plus the generator's figures.
 
     ``figures`` holds ``least_workload_h`` (total workload with every account at its nearest
-    rep), ``capacity_h`` (total), ``capacity_ratio`` (their ratio), ``geography``, and with
+    rep), ``base_workload_h`` (total workload of the capacity base), ``capacity_h`` (total),
+    ``capacity_ratio`` (capacity over the base), ``geography``, and with
     drift ``current_worst_dev_pct`` (worst potential deviation of last year's plan from this
     year's targets) and ``last_year_worst_dev_pct``.
     """
@@ -202,6 +207,7 @@ def generate_scale_book(
     potential_sigma: float = 1.0,
     whale_share: float = 0.002,
     whale_factor: float = 20.0,
+    capacity_base: str = "balanced",
 ) -> ScaleBook:
     """Generate a seeded one-pool book; the same arguments give equal frames.
 
@@ -212,7 +218,11 @@ def generate_scale_book(
     seed
         Seed for all randomness; each stage draws from its own child stream.
     capacity_ratio
-        Total capacity over the least total workload (every account at its nearest rep).
+        Total capacity over the total workload of ``capacity_base``.
+    capacity_base
+        ``"balanced"``: a potential-balanced nearest-rep plan (a weighted Voronoi diagram,
+        the kind of plan the bands ask for); ``"nearest"``: every account at its nearest
+        rep, the least total workload any plan can have.
     drift
         ``None``: no current alignment. Otherwise the log-sd of each account's potential
         drift since last year's balanced plan, which becomes ``current_rep_id``.
@@ -232,6 +242,8 @@ def generate_scale_book(
         problems.append(f"num_reps={num_reps}: need at least 1")
     elif num_accounts < 20 * num_reps:
         problems.append(f"num_accounts={num_accounts}: need at least 20 per rep ({20 * num_reps})")
+    if capacity_base not in ("balanced", "nearest"):
+        problems.append(f"capacity_base={capacity_base!r}: must be 'balanced' or 'nearest'")
     if not capacity_ratio > 0:
         problems.append(f"capacity_ratio={capacity_ratio}: must be > 0")
     if drift is not None and not drift >= 0:
@@ -293,17 +305,23 @@ def generate_scale_book(
         figures["current_worst_dev_pct"] = float(100 * np.max(np.abs(after / target - 1)))
     pot = np.round(pot, 2)
 
-    # --- capacity: capacity_ratio x the least total workload, split by FTE ---
+    # --- capacity: capacity_ratio x the mean workload of a balanced plan, split by FTE ---
     settings = WorkloadSettings()
-    tiers = pd.DataFrame({"tier": TIERS[tier]})
+    visits_now = visits_per_year(pd.DataFrame({"tier": TIERS[tier]}), settings)
     near = tree.query(xyz, k=1)[1]
-    km = haversine_km(lat, lon, rep_lat[near], rep_lon[near])
-    least = float(workload_h(visits_per_year(tiers, settings), km, settings).sum())
-    capacity = np.round(capacity_ratio * least * fte / fte.sum(), 1)
+    least = float(_workload(lat, lon, rep_lat, rep_lon, near, visits_now, settings).sum())
+    if capacity_base == "nearest":
+        base_h = least
+    else:
+        target = pot.sum() * fte / fte.sum()
+        balanced = _balanced_nearest(xyz, tree, pot, target)
+        base_h = float(_workload(lat, lon, rep_lat, rep_lon, balanced, visits_now, settings).sum())
+    capacity = np.round(capacity_ratio * base_h * fte / fte.sum(), 1)
     figures |= {
         "least_workload_h": least,
+        "base_workload_h": base_h,
         "capacity_h": float(capacity.sum()),
-        "capacity_ratio": float(capacity.sum() / least),
+        "capacity_ratio": float(capacity.sum() / base_h),
     }
 
     width = max(7, len(str(n)))
@@ -332,6 +350,12 @@ def generate_scale_book(
     )
     logger.info("scale book: %s", figures)
     return ScaleBook(accounts, reps, figures)
+
+
+def _workload(lat, lon, rep_lat, rep_lon, owner, visits, settings) -> np.ndarray:
+    """Hours per account per year with the given owner (the pipeline's formula)."""
+    km = haversine_km(lat, lon, rep_lat[owner], rep_lon[owner])
+    return workload_h(visits, km, settings)
 
 
 def _unit_sphere(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:

@@ -48,8 +48,21 @@ def test_frames_use_the_input_schema_and_validate(book, drifted):
     assert drifted.accounts["current_rep_id"].isin(set(drifted.reps["rep_id"])).all()
 
 
-def test_capacity_is_the_ratio_times_the_least_workload(book):
-    """Total capacity = 1.15 x the workload of every account at its nearest rep (great circle)."""
+def test_capacity_is_the_ratio_times_the_base_workload(book):
+    """Total capacity = 1.15 x the workload of the balanced base plan, split by FTE; that
+    base needs at least the workload of every account at its nearest rep."""
+    r = book.reps
+    assert r["capacity_h"].sum() == pytest.approx(1.15 * book.figures["base_workload_h"], rel=1e-4)
+    assert book.figures["base_workload_h"] >= book.figures["least_workload_h"]
+    per_fte = r["capacity_h"] / r["fte"]
+    assert per_fte.max() == pytest.approx(per_fte.min(), rel=1e-3)
+    assert book.figures["capacity_ratio"] == pytest.approx(1.15, rel=1e-4)
+
+
+def test_nearest_base_is_the_least_workload_recomputed():
+    """With capacity_base='nearest': 1.3 x the workload of every account at its nearest rep
+    (great circle, over all reps)."""
+    book = generate_scale_book(N, R, seed=3, capacity_base="nearest", capacity_ratio=1.3)
     a, r = book.accounts, book.reps
     km_all = haversine_km(
         a["lat"].to_numpy()[:, None],
@@ -59,10 +72,7 @@ def test_capacity_is_the_ratio_times_the_least_workload(book):
     )
     settings = WorkloadSettings()
     least = workload_h(visits_per_year(a, settings), km_all.min(axis=1), settings).sum()
-    assert r["capacity_h"].sum() == pytest.approx(1.15 * least, rel=1e-4)
-    per_fte = r["capacity_h"] / r["fte"]
-    assert per_fte.max() == pytest.approx(per_fte.min(), rel=1e-3)
-    assert book.figures["capacity_ratio"] == pytest.approx(1.15, rel=1e-4)
+    assert r["capacity_h"].sum() == pytest.approx(1.3 * least, rel=1e-4)
 
 
 def test_potential_is_heavy_tailed_but_every_band_attainable(book):
