@@ -19,6 +19,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from .aggregate import solve_relaxation_at_scale
 from .check import check_plan
 from .cpsat import solve_cpsat
 from .greedy import repair, solve_greedy
@@ -33,12 +34,31 @@ __all__ = ["solve"]
 log = logging.getLogger(__name__)
 
 
+# From this many units on, the relaxation is solved by aggregation and reduced-cost fixing
+# (solvers.aggregate): the exact LP takes HiGHS tens of seconds at 100,000 units.
+LARGE_UNITS = 50_000
+
+
+def _relax(problem: AlignmentProblem, time_limit_s: float, unit_xy) -> LpSolution:
+    """The relaxation: exact below :data:`LARGE_UNITS`, staged above it. Where the staged
+    method finds no slack-free solution, the exact LP decides (and can prove infeasibility)."""
+    if problem.num_units >= LARGE_UNITS:
+        t0 = time.perf_counter()
+        lp = solve_relaxation_at_scale(problem, unit_xy=unit_xy, time_limit_s=time_limit_s)
+        if lp.status == "FEASIBLE":
+            return lp
+        log.info("staged relaxation needed slack; solving the exact relaxation")
+        time_limit_s -= time.perf_counter() - t0
+    return solve_relaxation(problem, time_limit_s=max(0.1, time_limit_s))
+
+
 def _round_and_repair(
     problem: AlignmentProblem,
     first: LpSolution,
     consider: Callable[[np.ndarray, str], bool],
     left: Callable[[], float],
     max_rounds: int = 6,
+    unit_xy=None,
 ) -> dict:
     """Round the relaxation; where rounding breaks a rep's band or capacity, tighten that
     rep's limits by what it broke them by, re-solve, and round again.
@@ -79,7 +99,7 @@ def _round_and_repair(
         cap_over = np.where(finite, np.maximum(work - np.where(finite, cap, 0), 0), 0)
         cap = np.where(cap_over > 0, cap - 1.5 * cap_over - 1e-3 * np.where(finite, cap, 0), cap)
         tightened = replace(problem, measure_lo=lo, measure_hi=hi, capacity_h=cap)
-        nxt = solve_relaxation(tightened, time_limit_s=max(0.1, left()))
+        nxt = _relax(tightened, max(0.1, left()), unit_xy)
         if not nxt.feasible:
             rounds.append({"tightened_lp": nxt.status})
             break
@@ -92,12 +112,16 @@ def solve(
     settings: SolveSettings | None = None,
     *,
     progress: Callable[[ProgressEvent], None] | None = None,
+    unit_xy: np.ndarray | None = None,
 ) -> Result:
     """Best checked plan within ``settings.time_limit_s``, with a proven bound and gap.
 
     The result's status is ``OPTIMAL`` when the plan is proven optimal, ``FEASIBLE`` for a
     checked plan (its gap says how far from optimal it can be at most), ``INFEASIBLE``
     when the relaxation or CP-SAT proves no plan exists, ``UNKNOWN`` otherwise.
+
+    ``unit_xy`` (``(num_units, 2)``, e.g. lon/lat degrees) lets large problems group
+    neighbouring units in the relaxation; it never changes which plans are allowed.
     """
     settings = settings or SolveSettings()
     t0 = time.perf_counter()
@@ -116,9 +140,11 @@ def solve(
 
         return fn
 
-    lp = solve_relaxation(problem, time_limit_s=0.5 * settings.time_limit_s)
+    lp = _relax(problem, 0.5 * settings.time_limit_s, unit_xy)
     phases["lp_s"] = lp.runtime_s
     stats: dict = {"lp_status": lp.status, "lp_solver": lp.solver, "phases": phases}
+    if getattr(lp, "stats", None):
+        stats["relaxation"] = lp.stats
     if lp.status == "INFEASIBLE":
         return Result(
             np.full(problem.num_units, -1),
@@ -150,7 +176,7 @@ def solve(
             split = lp.split_units(problem)
             stats["lp_split_units"] = int(split.size)
             ts = time.perf_counter()
-            stats["rounding"] = _round_and_repair(problem, lp, consider, left)
+            stats["rounding"] = _round_and_repair(problem, lp, consider, left, unit_xy=unit_xy)
             phases["round_s"] = time.perf_counter() - ts
         else:
             # No relaxation in time: fall back to the greedy warm start.

@@ -160,7 +160,12 @@ def _solve_widening(inputs, potential, config, progress, t0):
         if findings and not last:
             result = None
         else:
-            result = solve(pp.problem, replace(cfg.solve, time_limit_s=left), progress=progress)
+            result = solve(
+                pp.problem,
+                replace(cfg.solve, time_limit_s=left),
+                progress=progress,
+                unit_xy=inputs.accounts[["lon", "lat"]].to_numpy(float),
+            )
             if result.has_plan or last or result.stats.get("lp_status") != "INFEASIBLE":
                 break
         widenings.append(

@@ -1,0 +1,473 @@
+"""The LP relaxation at national scale: aggregate, price, fix, refine.
+
+Solving the relaxation of a 100,000-unit alignment directly takes HiGHS tens of seconds,
+almost all of it spent on units whose rep is never in doubt. This module solves it in
+stages instead:
+
+1. **Aggregate.** Units are grouped along a space-filling curve into groups of a few
+   neighbours; a group moves as one, over the reps that are candidates of all its
+   members. The group LP is small (a tenth of the rows) and is a restriction of the real
+   relaxation.
+2. **Price.** The group LP's row duals (one per band, capacity and transfer limit, per rep)
+   give every candidate pair of every unit a reduced cost. By weak duality, *any* such
+   duals give a lower bound on every plan over the candidates: the Lagrangian bound
+   ``sum_u min_r rc(u, r) + sum_rows y * limit``. That is the proven bound we report.
+3. **Fix.** Units whose best rep beats the second best by a wide reduced-cost margin keep
+   their best rep; only the narrow-margin units (territory borders) stay free.
+4. **Refine.** The LP over the free units only, with every limit shifted by what the fixed
+   units already use, gives a nearly integral plan and better duals (a tighter bound).
+   If it needs slack, more units are freed and it is solved again.
+
+Every step keeps the semantics: the returned ``x`` satisfies every row (up to solver
+tolerance) when the status is ``OPTIMAL``/``FEASIBLE``, and ``bound`` is a valid lower
+bound whatever happened.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import scipy.sparse as sp
+
+from .lp import LpSolution, _arrays
+from .mathopt_lp import solve_lp
+from .pairspace import PairSpace, with_pairs
+from .problem import AlignmentProblem
+
+__all__ = [
+    "spatial_groups",
+    "lagrangian_bound",
+    "solve_relaxation_at_scale",
+    "solve_relaxation_priced",
+]
+
+log = logging.getLogger(__name__)
+
+
+def _interleave(v: np.ndarray) -> np.ndarray:
+    v = v.astype(np.uint64)
+    for shift, mask in ((8, 0x00FF00FF), (4, 0x0F0F0F0F), (2, 0x33333333), (1, 0x55555555)):
+        v = (v | (v << np.uint64(shift))) & np.uint64(mask)
+    return v
+
+
+def spatial_groups(unit_xy: np.ndarray | None, movable: np.ndarray, size: int) -> np.ndarray:
+    """Group id per unit: movable units in runs of ``size`` along a Morton (Z-order) curve of
+    ``unit_xy``; every other unit alone. Without coordinates, runs follow the unit order."""
+    n = movable.size
+    group = np.full(n, -1, dtype=np.int64)
+    idx = np.flatnonzero(movable)
+    if unit_xy is not None and idx.size:
+        xy = np.asarray(unit_xy, float)[idx]
+        span = np.ptp(xy, axis=0)
+        span[span == 0] = 1.0
+        q = ((xy - xy.min(axis=0)) / span * 65535).astype(np.uint64)
+        code = _interleave(q[:, 0]) | (_interleave(q[:, 1]) << np.uint64(1))
+        idx = idx[np.argsort(code, kind="stable")]
+    group[idx] = np.arange(idx.size) // max(1, size)
+    rest = np.flatnonzero(group < 0)
+    start = int(group.max(initial=-1)) + 1
+    group[rest] = start + np.arange(rest.size)
+    return group
+
+
+def _side_rows(problem: AlignmentProblem):
+    """The relaxation's rows without the assign-once rows: matrix, lower and upper limits,
+    and the variable lower bounds (1 on locked pairs)."""
+    a, lo, hi, var_lo = _arrays(problem)
+    n = problem.num_units
+    return a[n:], lo[n:], hi[n:], var_lo
+
+
+def _reduced(problem: AlignmentProblem, side: sp.csr_matrix, y: np.ndarray) -> np.ndarray:
+    """Reduced cost of every candidate pair given the side rows' duals."""
+    return problem.pair_cost - side.T @ y
+
+
+def _rows_term(y: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:
+    """``sum y * limit``, each row's active side; a row without that side contributes
+    -inf unless its dual is zero there (we clip such duals to zero beforehand)."""
+    return float(np.sum(np.where(y > 0, y * np.where(np.isfinite(lo), lo, 0), 0))) + float(
+        np.sum(np.where(y < 0, y * np.where(np.isfinite(hi), hi, 0), 0))
+    )
+
+
+def _clip_duals(y: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    return np.where((y > 0) & ~np.isfinite(lo), 0.0, np.where((y < 0) & ~np.isfinite(hi), 0.0, y))
+
+
+def _best_two(problem: AlignmentProblem, rc: np.ndarray):
+    """Per unit: the pair with the least reduced cost, its value, and the margin to the
+    second best (+inf for a unit with one candidate). Locked units count only their pair."""
+    rc = rc.copy()
+    locked = problem.fixed_rep[problem.pair_unit]
+    rc[(locked >= 0) & (problem.cand_rep != locked)] = np.inf
+    starts = problem.cand_indptr[:-1]
+    best = np.minimum.reduceat(rc, starts)
+    is_best = rc == best[problem.pair_unit]
+    # First best pair per unit (ties: lowest index).
+    first = np.flatnonzero(is_best)
+    first = first[np.r_[True, problem.pair_unit[first][1:] != problem.pair_unit[first][:-1]]]
+    masked = rc.copy()
+    masked[first] = np.inf
+    second = np.minimum.reduceat(masked, starts)
+    return first, best, second - best
+
+
+def lagrangian_bound(problem: AlignmentProblem, y: np.ndarray) -> float:
+    """The Lagrangian lower bound for side-row duals ``y`` (any values): every plan over the
+    problem's candidates costs at least this much (currency*km for the default objective)."""
+    side, lo, hi, _ = _side_rows(problem)
+    y = _clip_duals(np.asarray(y, float), lo, hi)
+    return _bound(problem, side, lo, hi, y)
+
+
+def _bound(problem, side, lo, hi, y) -> float:
+    rc = _reduced(problem, side, y)
+    locked = problem.fixed_rep >= 0
+    best = np.minimum.reduceat(rc, problem.cand_indptr[:-1])
+    if locked.any():
+        units = np.flatnonzero(locked)
+        best[units] = rc[problem.pair_index(units, problem.fixed_rep[units])]
+    return float(best.sum()) + _rows_term(y, lo, hi)
+
+
+def _elastic_solve(cost, side, lo, hi, var_lo, var_hi, assign, weight, time_limit_s):
+    """LP over ``side`` rows and assign-once rows, with penalised slack on the side rows so
+    it always has a solution; returns the LP result, the side duals and the total slack
+    (relative to ``weight``, the rows' scale)."""
+    nr, nc = side.shape
+    na = assign.shape[0]
+    scale = float(np.mean(cost[cost > 0])) if np.any(cost > 0) else 1.0
+    # Slack on a row costs more than moving every unit to its dearest candidate.
+    big = 10.0 * float(np.abs(cost).sum()) / scale / max(1, na) * max(1, na) ** 0.5 + 1e3
+    ones = np.arange(nr)
+    short = sp.csr_matrix((weight, (ones, ones)), shape=(nr, nr))
+    over = sp.csr_matrix((-weight, (ones, ones)), shape=(nr, nr))
+    top = sp.hstack([assign, sp.csr_matrix((na, 2 * nr))])
+    bottom = sp.hstack([side, short, over])
+    matrix = sp.vstack([top, bottom]).tocsr()
+    c = np.r_[cost / scale, np.full(2 * nr, big)]
+    res = solve_lp(
+        c,
+        matrix,
+        np.r_[np.ones(na), lo],
+        np.r_[np.ones(na), hi],
+        np.r_[var_lo, np.zeros(2 * nr)],
+        np.r_[var_hi, np.full(2 * nr, np.inf)],
+        time_limit_s=time_limit_s,
+    )
+    slack = float(res.x[nc:].sum())
+    return res, res.y[na:] * scale, slack
+
+
+def _row_weight(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    w = np.where(np.isfinite(hi), np.abs(hi), np.abs(lo))
+    w = np.where(np.isfinite(w) & (w > 0), w, 1.0)
+    return w
+
+
+def solve_relaxation_at_scale(
+    problem: AlignmentProblem,
+    *,
+    unit_xy: np.ndarray | None = None,
+    time_limit_s: float = 60.0,
+    group_size: int = 10,
+    free_share: float = 0.15,
+    max_refinements: int = 8,
+    num_keep_candidates: int = 4,
+    gap_target: float = 0.002,
+    refine_on_slack: bool = True,
+) -> LpSolution:
+    """A nearly integral relaxed plan and a proven lower bound, for large problems.
+
+    Parameters
+    ----------
+    unit_xy:
+        ``(num_units, 2)`` planar or lon/lat coordinates used only to group neighbours;
+        without them, groups follow the unit order.
+    group_size:
+        Units per group in the aggregated LP.
+    free_share:
+        Share of units left free in the refinement LP (the narrowest reduced-cost margins);
+        doubled when the refinement needs slack.
+
+    Returns an :class:`~solvers.lp.LpSolution` whose ``bound`` is the best Lagrangian bound
+    found (valid whatever the status) and whose ``x`` is the refined solution. Its status is
+    ``FEASIBLE`` when the refinement needed no slack, ``INFEASIBLE`` when even the group LP
+    with every unit free could not do without it (no plan over these candidates, up to
+    aggregation: the caller should confirm with the exact LP), else ``UNKNOWN``.
+    """
+    t0 = time.perf_counter()
+
+    def left() -> float:
+        return time_limit_s - (time.perf_counter() - t0)
+
+    p = problem.num_pairs
+    side, lo, hi, var_lo = _side_rows(problem)
+    weight = _row_weight(lo, hi)
+    stats: dict = {}
+
+    # 1. Aggregate: groups, and their common candidate reps.
+    movable = problem.fixed_rep < 0
+    group = spatial_groups(unit_xy, movable, group_size)
+    sizes = np.bincount(group)
+    pg = group[problem.pair_unit]
+    key = pg.astype(np.int64) * problem.num_reps + problem.cand_rep
+    uniq, inv, counts = np.unique(key, return_inverse=True, return_counts=True)
+    full = counts == sizes[uniq // problem.num_reps]
+    lonely = np.setdiff1d(np.arange(sizes.size), np.unique(uniq[full] // problem.num_reps))
+    if lonely.size:
+        # Groups without a common rep fall apart into single units.
+        split = np.isin(group, lonely)
+        group[split] = group.max() + 1 + np.arange(int(split.sum()))
+        _, group = np.unique(group, return_inverse=True)
+        sizes = np.bincount(group)
+        pg = group[problem.pair_unit]
+        key = pg.astype(np.int64) * problem.num_reps + problem.cand_rep
+        uniq, inv, counts = np.unique(key, return_inverse=True, return_counts=True)
+        full = counts == sizes[uniq // problem.num_reps]
+    col_of_pair = np.where(full[inv], np.cumsum(full)[inv] - 1, -1)
+    ncol = int(full.sum())
+    ok = col_of_pair >= 0
+    agg = sp.csr_matrix(
+        (np.ones(int(ok.sum())), (np.flatnonzero(ok), col_of_pair[ok])), shape=(p, ncol)
+    )
+    g_side = (side @ agg).tocsr()
+    g_cost = agg.T @ problem.pair_cost
+    col_group = uniq[full] // problem.num_reps
+    ngroups = sizes.size
+    g_assign = sp.csr_matrix((np.ones(ncol), (col_group, np.arange(ncol))), shape=(ngroups, ncol))
+    g_var_lo = (agg.T @ var_lo) / np.maximum(sizes[col_group], 1)
+    res, y, slack = _elastic_solve(
+        g_cost, g_side, lo, hi, g_var_lo, np.ones(ncol), g_assign, weight, 0.5 * left()
+    )
+    y = _clip_duals(y, lo, hi)
+    bound = _bound(problem, side, lo, hi, y) if res.status in ("OPTIMAL", "FEASIBLE") else -np.inf
+    stats.update(groups=int(ngroups), group_cols=ncol, group_lp_s=round(res.runtime_s, 3))
+    stats["group_slack"] = slack
+    log.debug("group LP: %d groups, %d columns, %.2f s", ngroups, ncol, res.runtime_s)
+
+    if slack > 1e-7 and not refine_on_slack:
+        # The candidates cannot hold a plan at group level: the caller prices new pairs
+        # with these (penalised, Farkas-like) duals before refining anything.
+        sol = LpSolution(
+            "UNKNOWN",
+            agg @ res.x[:ncol],
+            float("nan"),
+            bound,
+            time.perf_counter() - t0,
+            "highs-aggregate",
+        )
+        object.__setattr__(sol, "stats", stats)
+        object.__setattr__(sol, "duals", y)
+        object.__setattr__(sol, "price_duals", y)
+        object.__setattr__(sol, "group", group)
+        return sol
+
+    # 2-4. Price, fix, refine.
+    x = agg @ res.x[:ncol] if res.status in ("OPTIMAL", "FEASIBLE") else np.zeros(p)
+    share = free_share
+    status = "UNKNOWN"
+    best_y = y
+    last_y = y
+    for _ in range(max_refinements):
+        if left() <= 0:
+            break
+        rc = _reduced(problem, side, y)
+        best_pair, _, margin = _best_two(problem, rc)
+        # Fixed units keep the rep the feasible group solution gives them whole; free are
+        # the narrowest margins and every unit that solution splits between reps. The
+        # group solution then stays feasible for the refinement LP.
+        whole = x >= 1 - 1e-6
+        frac_units = np.unique(problem.pair_unit[(x > 1e-6) & ~whole])
+        finite = np.isfinite(margin)
+        cut = np.quantile(margin[finite], share) if finite.any() else 0.0
+        free = (margin <= cut) & finite
+        free[frac_units] = True
+        # Units whose reduced cost says they belong elsewhere are free too.
+        free[problem.pair_unit[best_pair[x[best_pair] < 1 - 1e-6]]] = True
+        free &= movable
+        fixed_pair = np.flatnonzero(whole & ~free[problem.pair_unit])
+        x_fix = np.zeros(p)
+        x_fix[fixed_pair] = 1.0
+        used = side @ x_fix
+        pairs = np.flatnonzero(free[problem.pair_unit])
+        # Keep each free unit's few best candidates by reduced cost, and its current share.
+        order = np.lexsort((rc[pairs], problem.pair_unit[pairs]))
+        pairs = pairs[order]
+        pu = problem.pair_unit[pairs]
+        start = np.r_[True, pu[1:] != pu[:-1]]
+        pos = np.arange(pairs.size)
+        rank = pos - np.maximum.accumulate(np.where(start, pos, 0))
+        pairs = np.sort(pairs[(rank < num_keep_candidates) | (x[pairs] > 1e-9)])
+        free_units, unit_row = np.unique(problem.pair_unit[pairs], return_inverse=True)
+        assign = sp.csr_matrix(
+            (np.ones(pairs.size), (unit_row, np.arange(pairs.size))),
+            shape=(free_units.size, pairs.size),
+        )
+        sub = side[:, pairs]
+        res2, y2, slack2 = _elastic_solve(
+            problem.pair_cost[pairs],
+            sub,
+            lo - used,
+            hi - used,
+            var_lo[pairs],
+            np.ones(pairs.size),
+            assign,
+            weight,
+            max(0.1, left()),
+        )
+        stats.setdefault("refine", []).append(
+            {
+                "free_units": int(free_units.size),
+                "pairs": int(pairs.size),
+                "lp_s": round(res2.runtime_s, 3),
+                "slack": slack2,
+                "status": res2.status,
+            }
+        )
+        if res2.status not in ("OPTIMAL", "FEASIBLE"):
+            break
+        y2 = _clip_duals(y2, lo, hi)
+        last_y = y2
+        b2 = _bound(problem, side, lo, hi, y2)
+        if b2 > bound:
+            bound, best_y = b2, y2
+        if slack2 <= 1e-7:
+            x = x_fix.copy()
+            x[pairs] = res2.x[: pairs.size]
+            y = y2
+            status = "FEASIBLE"
+            obj = float(problem.pair_cost @ x)
+            if obj - bound <= gap_target * abs(bound):
+                break
+            continue
+        # Slack: the penalised duals mislead, so keep the last good ones and free more.
+        share = min(1.0, 2 * share)
+    if status != "FEASIBLE" and slack > 1e-7 and res.status == "OPTIMAL" and share >= 1.0:
+        status = "INFEASIBLE"
+    objective = float(problem.pair_cost @ x)
+    stats.update(bound=bound, objective=objective, refinements=len(stats.get("refine", [])))
+    log.debug("relaxation at scale: %s", stats)
+    sol = LpSolution(status, x, objective, bound, time.perf_counter() - t0, "highs-aggregate")
+    object.__setattr__(sol, "stats", stats)
+    object.__setattr__(sol, "duals", best_y)
+    object.__setattr__(sol, "price_duals", last_y)
+    object.__setattr__(sol, "group", group)
+    return sol
+
+
+def _duals_by_rep(problem: AlignmentProblem, y: np.ndarray):
+    """Side-row duals as ``(num_reps, num_measures)`` band duals and ``(num_reps,)``
+    capacity duals, following the row layout of :func:`solvers.lp._arrays`."""
+    r, m = problem.num_reps, problem.num_measures
+    band = np.zeros((r, m))
+    off = 0
+    for j in range(m):
+        reps = np.flatnonzero(
+            np.isfinite(problem.measure_lo[:, j]) | np.isfinite(problem.measure_hi[:, j])
+        )
+        band[reps, j] = y[off : off + reps.size]
+        off += reps.size
+    cap = np.zeros(r)
+    reps = np.flatnonzero(np.isfinite(problem.capacity_h))
+    cap[reps] = y[off : off + reps.size]
+    return band, cap
+
+
+def solve_relaxation_priced(
+    problem: AlignmentProblem,
+    space: PairSpace,
+    *,
+    unit_xy: np.ndarray | None = None,
+    time_limit_s: float = 60.0,
+    max_rounds: int = 8,
+    **kwargs,
+) -> tuple[AlignmentProblem, LpSolution]:
+    """:func:`solve_relaxation_at_scale` with column generation over every eligible pair.
+
+    After each relaxation, every pair in ``space`` is priced against its duals; pairs that
+    beat a unit's best candidate join the problem and the relaxation is solved again, until
+    none does. The final pricing pass also gives the Lagrangian bound over *all* eligible
+    pairs, not only the candidates: a bound on every plan. Returns the enlarged problem (its
+    candidates include every added pair) and the last relaxation, whose ``bound`` is the
+    all-pairs bound and whose ``stats`` record the rounds.
+    """
+    t0 = time.perf_counter()
+    rounds = []
+    bound_all = -np.inf
+    sol = None
+    for _ in range(max_rounds):
+        remaining = time_limit_s - (time.perf_counter() - t0)
+        if remaining <= 0:
+            break
+        last_round = len(rounds) == max_rounds - 1
+        sol = solve_relaxation_at_scale(
+            problem,
+            unit_xy=unit_xy,
+            time_limit_s=remaining,
+            refine_on_slack=last_round,
+            **kwargs,
+        )
+        side, lo, hi, _ = _side_rows(problem)
+        y = sol.price_duals
+        rc = _reduced(problem, side, y)
+        locked = problem.fixed_rep >= 0
+        best = np.minimum.reduceat(rc, problem.cand_indptr[:-1])
+        band, cap = _duals_by_rep(problem, y)
+        tp = time.perf_counter()
+        units, reps, least = space.price(
+            problem.unit_measure, band, cap, np.where(locked, -np.inf, best - 1e-9 * np.abs(best))
+        )
+        least = np.where(locked, best, np.minimum(least, best))
+        if sol.status == "FEASIBLE":
+            bound_all = max(bound_all, float(least.sum()) + _rows_term(y, lo, hi))
+            # The best-bound duals may differ from the pricing duals: price those too.
+            if sol.duals is not y:
+                rc_b = _reduced(problem, side, sol.duals)
+                best_b = np.minimum.reduceat(rc_b, problem.cand_indptr[:-1])
+                band_b, cap_b = _duals_by_rep(problem, sol.duals)
+                _, _, least_b = space.price(
+                    problem.unit_measure, band_b, cap_b, np.full(problem.num_units, -np.inf)
+                )
+                least_b = np.where(locked, best_b, np.minimum(least_b, best_b))
+                bound_all = max(bound_all, float(least_b.sum()) + _rows_term(sol.duals, lo, hi))
+        rounds.append(
+            {
+                "status": sol.status,
+                "objective": sol.objective,
+                "candidate_bound": sol.bound,
+                "added_pairs": int(units.size),
+                "relaxation_s": round(sol.runtime_s, 3),
+                "pricing_s": round(time.perf_counter() - tp, 3),
+            }
+        )
+        log.info("pricing round %d: %s, %d pairs added", len(rounds), sol.status, units.size)
+        if units.size == 0:
+            break
+        # A group moves as one only over reps every member may take: offer a priced rep
+        # to the whole group of the unit it was priced for.
+        group = getattr(sol, "group", None)
+        if group is not None:
+            order = np.argsort(group, kind="stable")
+            start = np.searchsorted(group[order], group[units])
+            stop = np.searchsorted(group[order], group[units], side="right")
+            cnt = stop - start
+            idx = np.repeat(start, cnt) + (
+                np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+            )
+            units, reps = order[idx], np.repeat(reps, cnt)
+            keep = space.eligible(units, reps)
+            units, reps = units[keep], reps[keep]
+        problem = with_pairs(problem, space, units, reps)
+    if sol is None:
+        raise TimeoutError("no time left for the relaxation")
+    out = LpSolution(
+        sol.status, sol.x, sol.objective, bound_all, time.perf_counter() - t0, sol.solver
+    )
+    object.__setattr__(out, "stats", {"pricing_rounds": rounds, "last": sol.stats})
+    object.__setattr__(out, "duals", sol.duals)
+    return problem, out
