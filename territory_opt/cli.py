@@ -135,9 +135,23 @@ def plan(
     seed: Annotated[int | None, Opt(help="Random seed.")] = None,
     workers: Annotated[int | None, Opt(help="Solver workers.")] = None,
     boundaries: Annotated[Path | None, Opt(help="Polygons to draw on the map.")] = None,
+    units: Annotated[
+        Path | None,
+        Opt(help="Unit polygons (GeoPackage, GeoJSON, Shapefile): plan contiguous territories."),
+    ] = None,
+    adjacency: Annotated[str | None, Opt(help="With --units: rook or queen.")] = None,
+    unit_id_col: Annotated[str | None, Opt(help="With --units: the unit id column.")] = None,
+    repair_geometry: Annotated[
+        bool, Opt("--repair-geometry", help="With --units: make_valid invalid polygons.")
+    ] = False,
+    segment: Annotated[str | None, Opt(help="With --units: plan only this segment.")] = None,
     verbose: Annotated[bool, Opt("--verbose", "-v")] = False,
 ) -> None:
-    """Optimise the annual territory plan and write checked outputs."""
+    """Optimise the annual territory plan and write checked outputs.
+
+    With --units, territories are built from whole units (ZIP codes, counties, cells),
+    each contiguous and grown from the unit holding the rep's home base.
+    """
     _logging(verbose)
     try:
         cfg = _config(
@@ -148,9 +162,44 @@ def plan(
             seed=seed,
             workers=workers,
         )
+        if units is not None:
+            from dataclasses import replace
+
+            given = {"adjacency": adjacency, "id_col": unit_id_col, "segment": segment}
+            given = {k: v for k, v in given.items() if v is not None}
+            if repair_geometry:
+                given["repair_geometry"] = True
+            cfg = replace(cfg, units=replace(cfg.units, **given))
     except ValueError as exc:
         _fail(exc, EXIT_INPUT)
-    _run_plan(accounts, reps, history, cfg, out, boundaries)
+    if units is not None:
+        _run_unit_plan(accounts, reps, history, units, cfg, out)
+    else:
+        _run_plan(accounts, reps, history, cfg, out, boundaries)
+
+
+def _run_unit_plan(accounts, reps, history, units, cfg: PlanConfig, out: Path) -> None:
+    from .io import load_inputs
+    from .unit_plan import UnitPlanCheckError, plan_units
+
+    try:
+        inputs = load_inputs(accounts, reps, history, columns=cfg.columns)
+        with _LiveProgress(err_console) as progress:
+            result = plan_units(inputs, units, cfg, progress=progress)
+        result.write(out)
+    except InputError as exc:
+        _fail(exc, EXIT_INPUT)
+    except InfeasibleError as exc:
+        _fail(exc, EXIT_INFEASIBLE)
+    except UnitPlanCheckError as exc:
+        _fail(exc, EXIT_CHECK)
+    except ValueError as exc:
+        _fail(exc, EXIT_INPUT)
+    out_console.print(result.summary(), highlight=False)
+    out_console.print(
+        f"Wrote {out}/: assignments.csv, territories.csv, territories.gpkg, "
+        "territories.geojson, map.png, manifest.json, summary.txt"
+    )
 
 
 @app.command()

@@ -9,6 +9,8 @@ from typing import Any
 
 from solvers.settings import SolveSettings
 
+from .unit_settings import UnitSettings
+
 __all__ = ["WorkloadSettings", "PotentialSettings", "TransferSettings", "PlanConfig", "check_keys"]
 
 
@@ -152,6 +154,7 @@ class PlanConfig:
     named_accounts: dict[str, str] = field(default_factory=dict)
     transfer: TransferSettings = field(default_factory=TransferSettings)
     forbidden_pairs: list[list[str]] = field(default_factory=list)
+    units: UnitSettings = field(default_factory=UnitSettings)
 
     def __post_init__(self) -> None:
         bad = []
@@ -210,6 +213,8 @@ class PlanConfig:
             data["solve"] = SolveSettings.from_dict(data["solve"])
         if "transfer" in data:
             data["transfer"] = _sub(TransferSettings, data["transfer"], "transfer")
+        if "units" in data:
+            data["units"] = _sub(UnitSettings, data["units"], "units")
         return cls(**data)
 
     @classmethod

@@ -226,3 +226,52 @@ def hex_units(outline: gpd.GeoDataFrame, cell_km: float, *, prefix: str = "H") -
     grid = grid.iloc[np.lexsort((c.x.to_numpy(), c.y.to_numpy()))].reset_index(drop=True)
     grid.insert(0, "unit_id", [f"{prefix}{i:05d}" for i in range(len(grid))])
     return grid.to_crs(crs)
+
+
+def quadtree_units(
+    outline: gpd.GeoDataFrame,
+    lon: np.ndarray,
+    lat: np.ndarray,
+    *,
+    max_points: int = 40,
+    min_km: float = 2.0,
+    max_km: float = 32.0,
+    prefix: str = "Q",
+) -> gpd.GeoDataFrame:
+    """Square cells, halved until each holds at most ``max_points`` of the given points
+    (WGS84 ``lon``/``lat``) or is ``min_km`` wide, clipped to ``outline``.
+
+    Like ZIP codes, the cells are small where accounts are dense and large where they are
+    sparse, so a territory can be balanced from whole cells even around a big city. Cells of
+    different sizes meet at T-junctions, so they are returned in the metric CRS they were cut
+    in (the outline's UTM zone): reprojecting them vertex by vertex would open hairline gaps.
+    The outline is grown by 100 m so points on its edge stay inside a cell. ``unit_id`` =
+    prefix + number, numbered south to north, then west to east.
+    """
+    crs = outline.to_crs(4326).estimate_utm_crs()
+    shape = outline.to_crs(crs).union_all().buffer(100.0)
+    pts = gpd.GeoSeries(gpd.points_from_xy(lon, lat), crs=4326).to_crs(crs)
+    x, y = pts.x.to_numpy(), pts.y.to_numpy()
+    minx, miny, maxx, maxy = shape.bounds
+    top = max_km * 1000
+    stack = [
+        (x0, y0, top) for x0 in np.arange(minx, maxx, top) for y0 in np.arange(miny, maxy, top)
+    ]
+    cells = []
+    while stack:
+        x0, y0, size = stack.pop()
+        inside = (x >= x0) & (x < x0 + size) & (y >= y0) & (y < y0 + size)
+        half = size / 2
+        if inside.sum() > max_points and half >= min_km * 1000:
+            stack += [(x0, y0, half), (x0 + half, y0, half), (x0, y0 + half, half)]
+            stack.append((x0 + half, y0 + half, half))
+        else:
+            cells.append(shapely.box(x0, y0, x0 + size, y0 + size))
+    grid = gpd.GeoDataFrame(geometry=cells, crs=crs)
+    grid = grid[grid.intersects(shape)].copy()
+    grid["geometry"] = grid.intersection(shape)
+    grid = grid[~grid.is_empty].explode(index_parts=False)
+    c = grid.centroid
+    grid = grid.iloc[np.lexsort((c.x.to_numpy(), c.y.to_numpy()))].reset_index(drop=True)
+    grid.insert(0, "unit_id", [f"{prefix}{i:05d}" for i in range(len(grid))])
+    return grid
