@@ -197,8 +197,8 @@ def _run_unit_plan(accounts, reps, history, units, cfg: PlanConfig, out: Path) -
         _fail(exc, EXIT_INPUT)
     out_console.print(result.summary(), highlight=False)
     out_console.print(
-        f"Wrote {out}/: assignments.csv, territories.csv, territories.gpkg, "
-        "territories.geojson, map.png, manifest.json, summary.txt"
+        f"Wrote {out}/: assignments.csv, territories.csv, unit_assignments.csv, "
+        "territories.gpkg, territories.geojson, map.png, manifest.json, summary.txt"
     )
 
 

@@ -69,10 +69,12 @@ class UnitPlanCheckError(RuntimeError):
 
 @dataclass(frozen=True, eq=False)
 class UnitPlan:
-    """A checked unit plan: tables, dissolved territories (EPSG:4326) and manifest."""
+    """A checked unit plan: accounts and units to reps, territory table, dissolved
+    territories (EPSG:4326) and manifest."""
 
     assignments: pd.DataFrame
     territories: pd.DataFrame
+    unit_assignments: pd.DataFrame
     shapes: gpd.GeoDataFrame
     manifest: dict[str, Any]
     results: dict[str, Result]
@@ -112,6 +114,7 @@ class UnitPlan:
         with atomic_dir(out_dir) as tmp:
             self.assignments.to_csv(tmp / "assignments.csv", index=False, float_format="%.6f")
             self.territories.to_csv(tmp / "territories.csv", index=False, float_format="%.6f")
+            self.unit_assignments.to_csv(tmp / "unit_assignments.csv", index=False)
             self.shapes.to_file(tmp / "territories.gpkg", layer="territories", engine="pyogrio")
             self.shapes.to_file(tmp / "territories.geojson", driver="GeoJSON", engine="pyogrio")
             render_unit_map(self.shapes, self.units, self.reps, tmp / "map.png")
@@ -457,7 +460,7 @@ def plan_units(
             )
         segments = [s.segment]
 
-    rows, terr_rows, results, solver_m, checks, notes = [], [], {}, {}, {}, []
+    rows, terr_rows, unit_rows, results, solver_m, checks, notes = [], [], [], {}, {}, {}, []
     for k, seg_name in enumerate(segments):
         seg_acc = _segment_accounts(accounts, seg_name)
         seg_reps = reps if seg_name == "all" else reps[reps["segment"].astype(str) == seg_name]
@@ -522,6 +525,11 @@ def plan_units(
         a, t = _tables(seg, seg_acc, potential, seg_reps, unit_of, named_of, ids, result.assignment)
         rows.append(a)
         terr_rows.append(t)
+        unit_rows.append(
+            pd.DataFrame(
+                {"unit_id": ids, "segment": seg_name, "rep_id": seg.rep_ids[result.assignment]}
+            )
+        )
 
     assignments = pd.concat(rows, ignore_index=True)
     territories = pd.concat(terr_rows, ignore_index=True)
@@ -543,7 +551,8 @@ def plan_units(
         notes,
         time.perf_counter() - t0,
     )
-    return UnitPlan(assignments, territories, shapes, manifest, results, units, reps)
+    unit_table = pd.concat(unit_rows, ignore_index=True)
+    return UnitPlan(assignments, territories, unit_table, shapes, manifest, results, units, reps)
 
 
 def _no_plan(seg: _Segment, result: Result, settings: ContiguitySettings) -> list[Finding]:
