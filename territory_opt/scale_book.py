@@ -314,7 +314,8 @@ def generate_scale_book(
         base_h = least
     else:
         target = pot.sum() * fte / fte.sum()
-        balanced = _balanced_nearest(xyz, tree, pot, target)
+        # 30 rounds: a few per cent of balance changes the total workload by far less.
+        balanced = _balanced_nearest(xyz, tree, pot, target, iterations=30)
         base_h = float(_workload(lat, lon, rep_lat, rep_lon, balanced, visits_now, settings).sum())
     capacity = np.round(capacity_ratio * base_h * fte / fte.sum(), 1)
     figures |= {
