@@ -7,7 +7,9 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["sha256_file", "versions"]
+import numpy as np
+
+__all__ = ["sha256_file", "versions", "json_default", "finite_or_none"]
 
 _PACKAGES = (
     "territory-opt",
@@ -39,3 +41,19 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[name] = "not installed"
     return out
+
+
+def json_default(obj):
+    """``json.dump``'s fallback for numpy scalars and arrays and paths."""
+    if isinstance(obj, np.integer | np.floating | np.bool_):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def finite_or_none(x: float) -> float | None:
+    """``x`` as a float, or ``None`` (JSON null) when it is infinite or NaN."""
+    return float(x) if np.isfinite(x) else None

@@ -26,7 +26,7 @@ from .config import PlanConfig
 from .errors import Finding, InfeasibleError
 from .feasibility import explain_conflicts, explain_relaxation, indivisibility_limit, precheck
 from .io import Inputs, load_inputs
-from .manifest import sha256_file, versions
+from .manifest import finite_or_none, json_default, sha256_file, versions
 from .potential import estimate_potential
 from .problem import PlanningProblem, build_problem
 from .report import assignment_table, render_map, summary_text, territory_table
@@ -67,23 +67,9 @@ class Plan:
             )
             (tmp / "summary.txt").write_text(self.summary() + "\n")
             with open(tmp / "manifest.json", "w") as f:
-                json.dump(self.manifest, f, indent=2, default=_json_default)
+                json.dump(self.manifest, f, indent=2, default=json_default)
                 f.write("\n")
         return out_dir
-
-
-def _json_default(obj):
-    if isinstance(obj, np.integer | np.floating | np.bool_):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def _finite(x: float) -> float | None:
-    return float(x) if np.isfinite(x) else None
 
 
 def plan(
@@ -236,10 +222,10 @@ def _manifest(inputs, config, pp, result, report, assignments, method, quota_tot
         "num_workers": config.solve.num_workers,
         "solver": {
             "status": result.status,
-            "objective": _finite(result.objective),
+            "objective": finite_or_none(result.objective),
             "objective_units": "potential x km (currency*km)",
-            "bound": _finite(result.bound),
-            "gap": _finite(result.gap),
+            "bound": finite_or_none(result.bound),
+            "gap": finite_or_none(result.gap),
             "runtime_s": result.runtime_s,
             "stats": stats,
             "stop_reason": result.stats.get("stop_reason"),

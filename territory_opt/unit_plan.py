@@ -43,7 +43,7 @@ from .config import PlanConfig
 from .errors import Finding, InfeasibleError, InputError, InputProblem
 from .geo import haversine_km
 from .io import Inputs, load_inputs
-from .manifest import sha256_file, versions
+from .manifest import finite_or_none, json_default, sha256_file, versions
 from .potential import estimate_potential
 from .units import Units, join_accounts, load_units, polsby_popper
 from .workload import capacity_h
@@ -120,23 +120,9 @@ class UnitPlan:
             render_unit_map(self.shapes, self.units, self.reps, tmp / "map.png")
             (tmp / "summary.txt").write_text(self.summary() + "\n")
             with open(tmp / "manifest.json", "w") as f:
-                json.dump(self.manifest, f, indent=2, default=_json_default)
+                json.dump(self.manifest, f, indent=2, default=json_default)
                 f.write("\n")
         return out_dir
-
-
-def _json_default(obj):
-    if isinstance(obj, np.integer | np.floating | np.bool_):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def _finite(x: float) -> float | None:
-    return float(x) if np.isfinite(x) else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -514,8 +500,8 @@ def plan_units(
             "status": result.status,
             "objective": result.objective * seg.cost_scale,
             "objective_units": seg.cost_units,
-            "bound": _finite(result.bound * seg.cost_scale),
-            "gap": _finite(result.gap),
+            "bound": finite_or_none(result.bound * seg.cost_scale),
+            "gap": finite_or_none(result.gap),
             "runtime_s": result.runtime_s,
             "reproducible": result.runtime_s < settings.time_limit_s - 0.5,
             "stats": result.stats,
