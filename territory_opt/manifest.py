@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["sha256_file", "versions", "json_default", "finite_or_none"]
+__all__ = ["sha256_file", "versions", "json_default", "finite_or_none", "header"]
 
 _PACKAGES = (
     "territory-opt",
@@ -57,3 +57,20 @@ def json_default(obj):
 def finite_or_none(x: float) -> float | None:
     """``x`` as a float, or ``None`` (JSON null) when it is infinite or NaN."""
     return float(x) if np.isfinite(x) else None
+
+
+def header(config, files: dict) -> dict:
+    """What every manifest opens with: versions, time, input hashes, config, seed, workers."""
+    from datetime import UTC, datetime
+
+    from . import __version__
+
+    return {
+        "territory_opt": __version__,
+        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "inputs": files,
+        "config": config.to_dict(),
+        "versions": versions(),
+        "seed": config.solve.seed,
+        "num_workers": config.solve.num_workers,
+    }

@@ -7,7 +7,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +19,12 @@ from solvers.cpsat.solve import explain_infeasibility
 from solvers.lp import solve_elastic
 from solvers.result import ProgressEvent, Result
 
-from . import __version__
 from .atomic import atomic_dir
 from .config import PlanConfig
 from .errors import Finding, InfeasibleError
 from .feasibility import explain_conflicts, explain_relaxation, indivisibility_limit, precheck
 from .io import Inputs, load_inputs
-from .manifest import finite_or_none, json_default, sha256_file, versions
+from .manifest import finite_or_none, header, json_default, sha256_file
 from .potential import estimate_potential
 from .problem import PlanningProblem, build_problem
 from .report import assignment_table, render_map, summary_text, territory_table
@@ -213,13 +211,7 @@ def _manifest(inputs, config, pp, result, report, assignments, method, quota_tot
     }
     stats = {k: v for k, v in result.stats.items() if k != "polish"}
     return {
-        "territory_opt": __version__,
-        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-        "inputs": files,
-        "config": config.to_dict(),
-        "versions": versions(),
-        "seed": config.solve.seed,
-        "num_workers": config.solve.num_workers,
+        **header(config, files),
         "solver": {
             "status": result.status,
             "objective": finite_or_none(result.objective),

@@ -23,7 +23,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +35,13 @@ from solvers.check_units import check_unit_problem_plan
 from solvers.contiguity import ContiguitySettings, UnitProblem, precheck, solve_units
 from solvers.result import ProgressEvent, Result
 
-from . import __version__
 from .adjacency import unit_graph
 from .atomic import atomic_dir
 from .config import PlanConfig
 from .errors import Finding, InfeasibleError, InputError, InputProblem
 from .geo import haversine_km
 from .io import Inputs, load_inputs
-from .manifest import finite_or_none, json_default, sha256_file, versions
+from .manifest import finite_or_none, header, json_default, sha256_file
 from .potential import estimate_potential
 from .units import Units, join_accounts, load_units, polsby_popper
 from .workload import capacity_h
@@ -708,13 +706,7 @@ def _manifest(
     if not isinstance(source, gpd.GeoDataFrame) and Path(source).exists():
         files["units"] = {"path": str(source), "sha256": sha256_file(source)}
     return {
-        "territory_opt": __version__,
-        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-        "inputs": files,
-        "config": config.to_dict(),
-        "versions": versions(),
-        "seed": config.solve.seed,
-        "num_workers": config.solve.num_workers,
+        **header(config, files),
         "units": {
             "source": name,
             "count": len(units.ids),
