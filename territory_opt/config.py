@@ -11,7 +11,14 @@ from solvers.settings import SolveSettings
 
 from .unit_settings import UnitSettings
 
-__all__ = ["WorkloadSettings", "PotentialSettings", "TransferSettings", "PlanConfig", "check_keys"]
+__all__ = [
+    "WorkloadSettings",
+    "PotentialSettings",
+    "TransferSettings",
+    "RebalanceSettings",
+    "PlanConfig",
+    "check_keys",
+]
 
 
 @dataclass(frozen=True)
@@ -101,6 +108,67 @@ class TransferSettings:
 
 
 @dataclass(frozen=True)
+class RebalanceSettings:
+    """What a mid-year rebalance may move (``[rebalance]``; see :mod:`territory_opt.rebalance`).
+
+    Budgets are hard shares in [0, 1] of the previous plan's accounts and potential that may
+    move, overall (``*_total``, counting every forced move too) and per rep (``*_per_rep``:
+    the share of a rep's book that may leave it; reps named in a change are exempt). ``None``
+    switches a budget off.
+
+    ``protected_columns`` are accounts columns whose true values keep an account with its
+    rep (besides ``locked``, which always does); with ``tenure_column`` and
+    ``tenure_years``, an account whose relationship tenure (years) is above ``tenure_years``
+    is protected too. ``neighbours_only`` allows moves only between neighbouring territories
+    (accounts of the two books are among each other's nearest accounts). A rebalance first
+    frees the territories within one hop of the changed reps and widens by one hop while
+    that is infeasible, up to ``max_hops``. ``disruption_slack`` is how much more potential
+    than the least possible (a share) the balance and travel stages may move.
+    """
+
+    max_accounts_share_total: float | None = 0.10
+    max_potential_share_total: float | None = 0.10
+    max_accounts_share_per_rep: float | None = 0.35
+    max_potential_share_per_rep: float | None = 0.35
+    protected_columns: tuple[str, ...] = ()
+    tenure_column: str | None = None
+    tenure_years: float | None = None
+    neighbours_only: bool = True
+    max_hops: int = 4
+    disruption_slack: float = 0.02
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "protected_columns", tuple(self.protected_columns))
+        bad = [
+            f"rebalance.{name} must be in [0, 1] (or left out), got {getattr(self, name)!r}"
+            for name in (
+                "max_accounts_share_total",
+                "max_potential_share_total",
+                "max_accounts_share_per_rep",
+                "max_potential_share_per_rep",
+            )
+            if getattr(self, name) is not None
+            and (
+                isinstance(getattr(self, name), bool)
+                or not isinstance(getattr(self, name), int | float)
+                or not 0 <= getattr(self, name) <= 1
+            )
+        ]
+        if not all(isinstance(c, str) and c for c in self.protected_columns):
+            bad.append("rebalance.protected_columns must be a list of column names")
+        if (self.tenure_column is None) != (self.tenure_years is None):
+            bad.append("rebalance.tenure_column and rebalance.tenure_years go together")
+        if self.tenure_years is not None and not self.tenure_years >= 0:
+            bad.append(f"rebalance.tenure_years must be >= 0, got {self.tenure_years}")
+        if not isinstance(self.max_hops, int) or self.max_hops < 1:
+            bad.append(f"rebalance.max_hops must be an integer >= 1, got {self.max_hops!r}")
+        if not 0 <= self.disruption_slack <= 1:
+            bad.append(f"rebalance.disruption_slack must be in [0, 1], got {self.disruption_slack}")
+        if bad:
+            raise ValueError("invalid rebalance settings: " + "; ".join(bad))
+
+
+@dataclass(frozen=True)
 class PlanConfig:
     """Everything a plan depends on besides the input files.
 
@@ -138,6 +206,8 @@ class PlanConfig:
         Hard limits on moves against the current alignment (:class:`TransferSettings`).
     forbidden_pairs:
         ``[[account_id, rep_id], ...]``: that account never goes to that rep.
+    rebalance:
+        Budgets and protected accounts of a mid-year rebalance (:class:`RebalanceSettings`).
     """
 
     quota_total: float | None = None
@@ -155,6 +225,7 @@ class PlanConfig:
     transfer: TransferSettings = field(default_factory=TransferSettings)
     forbidden_pairs: list[list[str]] = field(default_factory=list)
     units: UnitSettings = field(default_factory=UnitSettings)
+    rebalance: RebalanceSettings = field(default_factory=RebalanceSettings)
 
     def __post_init__(self) -> None:
         bad = []
@@ -215,6 +286,8 @@ class PlanConfig:
             data["transfer"] = _sub(TransferSettings, data["transfer"], "transfer")
         if "units" in data:
             data["units"] = _sub(UnitSettings, data["units"], "units")
+        if "rebalance" in data:
+            data["rebalance"] = _sub(RebalanceSettings, data["rebalance"], "rebalance")
         return cls(**data)
 
     @classmethod
