@@ -9,6 +9,7 @@ from typing import Any
 
 from solvers.settings import SolveSettings
 
+from .capacity_settings import CapacitySettings
 from .unit_settings import UnitSettings
 
 __all__ = [
@@ -208,6 +209,9 @@ class PlanConfig:
         ``[[account_id, rep_id], ...]``: that account never goes to that rep.
     rebalance:
         Budgets and protected accounts of a mid-year rebalance (:class:`RebalanceSettings`).
+    capacity:
+        Coverage, placement, ramp and attrition of capacity planning
+        (:class:`territory_opt.capacity_settings.CapacitySettings`).
     """
 
     quota_total: float | None = None
@@ -226,6 +230,7 @@ class PlanConfig:
     forbidden_pairs: list[list[str]] = field(default_factory=list)
     units: UnitSettings = field(default_factory=UnitSettings)
     rebalance: RebalanceSettings = field(default_factory=RebalanceSettings)
+    capacity: CapacitySettings = field(default_factory=CapacitySettings)
 
     def __post_init__(self) -> None:
         bad = []
@@ -288,6 +293,8 @@ class PlanConfig:
             data["units"] = _sub(UnitSettings, data["units"], "units")
         if "rebalance" in data:
             data["rebalance"] = _sub(RebalanceSettings, data["rebalance"], "rebalance")
+        if "capacity" in data:
+            data["capacity"] = _sub(CapacitySettings, data["capacity"], "capacity")
         return cls(**data)
 
     @classmethod
