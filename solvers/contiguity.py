@@ -19,9 +19,12 @@ Method (chosen by measurement, see ``benchmarks/README.md``, section "Contiguous
 2. Bound: the LP relaxation of the assignment with bands and no contiguity (HiGHS through
    MathOpt). Contiguity only adds constraints, so its optimum is a proven lower bound.
 3. Construction: multi-source region growing from the roots (the lightest territory, relative
-   to its target, takes its cheapest adjacent free unit), then single-unit boundary moves that
-   keep the donor connected, first to repair bands, then to cut cost. Every territory it
-   builds is connected by construction.
+   to its target, takes its cheapest adjacent free unit), then flow-guided balancing
+   (``solvers.contiguity_balance``): a min-cost flow on the territory graph plans how much
+   weight crosses each border, so surplus travels to deficits along chains of territories,
+   and boundary units (with any branch of the donor that hangs on them) move accordingly,
+   every donor staying connected. Then single-unit boundary moves cut cost within the bands.
+   Every territory it builds is connected by construction.
 4. Exact model: CP-SAT with rooted contiguity, either a single-commodity flow per territory
    (``contiguity="flow"``) or lazily separated vertex-separator cuts re-solved until no
    territory is split (``"cuts"``). Small instances are solved whole, warm-started from the
@@ -54,6 +57,7 @@ import numpy as np
 from ortools.math_opt.python import mathopt
 from ortools.sat.python import cp_model
 
+from .contiguity_balance import balance_plan
 from .result import ProgressEvent, Result, relative_gap
 
 __all__ = [
@@ -62,6 +66,7 @@ __all__ = [
     "ContiguitySettings",
     "solve_units",
     "grow_territories",
+    "balance_territories",
     "lp_bound",
     "stray_pieces",
 ]
@@ -511,6 +516,18 @@ def grow_territories(p: UnitProblem, index: _Index | None = None) -> np.ndarray:
                 load[t] += ix.w[u]
                 changed = True
     return plan
+
+
+def balance_territories(
+    problem: UnitProblem, plan: np.ndarray, time_limit_s: float = 10.0
+) -> tuple[np.ndarray, dict]:
+    """Bring a complete plan of connected territories into the bands by flow-guided chains
+    of boundary moves (``solvers.contiguity_balance``); returns (plan, stats).
+
+    The plan returned has the least band violation found (``stats["balance_violation"]``);
+    every territory stays connected and keeps its root.
+    """
+    return balance_plan(problem, _Index(problem), plan, time.monotonic() + time_limit_s)
 
 
 def _local_search(
@@ -1056,7 +1073,15 @@ def solve_units(
         plan = grow_territories(p, ix)
         stats["grow_unassigned"] = int((plan < 0).sum())
         if np.all(plan >= 0):
-            plan = _local_search(p, ix, plan, deadline)
+            stats["grow_violation"] = ix.violation(plan)
+            plan, bstats = balance_plan(p, ix, plan, deadline)
+            stats.update(bstats)
+            if ix.violation(plan) > 0:
+                # Diffusion by single moves, then the flow-guided chains again from there.
+                plan = _local_search(p, ix, plan, deadline)
+                plan, bstats = balance_plan(p, ix, plan, deadline)
+                stats["balance_violation"] = bstats["balance_violation"]
+            plan = _local_search(p, ix, plan, deadline, balance=False)
             stats["heuristic_violation"] = ix.violation(plan)
             if stats["heuristic_violation"] == 0:
                 tr.offer(plan, ix.objective(plan), "construction")

@@ -14,6 +14,7 @@ from solvers.contiguity import (
     ContiguitySettings,
     UnitInputError,
     UnitProblem,
+    balance_territories,
     grow_territories,
     precheck,
     solve_units,
@@ -126,6 +127,57 @@ def test_construction_keeps_every_territory_connected():
     plan = grow_territories(p)
     assert np.all(plan >= 0)
     assert check_unit_problem_plan(p, plan).num_pieces.tolist() == [1, 1, 1, 1]
+
+
+def test_balancing_passes_surplus_along_a_chain_of_territories():
+    """2x6 grid, weights 10, band 36..44; territory 0 (root 0) is not adjacent to 2 (root 5)::
+
+        6  7  8  9 10 11        start: 0 0 0 1 1 2      (0 = 50, 1 = 40, 2 = 30)
+        0  1  2  3  4  5               0 0 1 1 2 2
+
+    The surplus of 0 can reach 2 only through 1, which is already in its band.
+    """
+    p = _grid_problem(6, 2, [0, 2, 5], tol=0.1)
+    start = np.array([0, 0, 1, 1, 2, 2, 0, 0, 0, 1, 1, 2])
+    assert not check_unit_problem_plan(p, start).ok  # 0 over, 2 under its band
+    assert check_unit_problem_plan(p, start).num_pieces.tolist() == [1, 1, 1]
+    plan, stats = balance_territories(p, start)
+    report = check_unit_problem_plan(p, plan)
+    assert report.ok, report.violations
+    assert report.loads.tolist() == [40, 40, 40]
+    assert stats["balance_violation"] == 0 and stats["balance_start_violation"] == 12
+
+
+def test_balancing_moves_a_branch_that_hangs_on_a_border_unit():
+    """Units 0-1-2-3 on a path, 3 touches 5 (root of territory 1) and 4 hangs on 3 alone::
+
+        0 - 1 - 2 - 3 - 5      start: territory 0 = {0, 1, 2, 3, 4} (50), 1 = {5} (10)
+                    |          band 27..33
+                    4
+
+    Unit 3 is territory 0's only border unit and a cut vertex (4 would be cut off), so no
+    single move helps; 3 moves together with 4.
+    """
+    edges = [(0, 1), (1, 2), (2, 3), (3, 5), (3, 4)]
+    p = UnitProblem.build(edges, [10] * 6, [0, 5], [27, 27], [33, 33], np.ones((6, 2)))
+    plan, stats = balance_territories(p, np.array([0, 0, 0, 0, 0, 1]))
+    assert plan.tolist() == [0, 0, 0, 1, 1, 1]
+    assert check_unit_problem_plan(p, plan).ok
+    assert stats["balance_moves"] == 2
+
+
+def test_construction_balances_a_large_grid_checked():
+    """30x30 grid, random weights 50..149, 20 random roots, band +-5 %: region growing and
+    balancing alone (no CP-SAT window gets time) give a checked plan."""
+    rng = np.random.default_rng(11)
+    w = rng.integers(50, 150, 900)
+    roots = rng.choice(900, 20, replace=False)
+    p = _grid_problem(30, 30, roots.tolist(), weight=w, tol=0.05, num_candidates=8)
+    r = solve_units(p, ContiguitySettings(time_limit_s=2, strategy="lns"))
+    report = check_unit_problem_plan(p, r.assignment, r.objective)
+    assert report.ok, report.violations
+    assert r.stats["balance_violation"] == 0 and r.stats["heuristic_s"] < 2
+    assert r.bound <= r.objective
 
 
 def test_same_seed_same_plan():
