@@ -316,6 +316,8 @@ def _build_segment(
     units: Units,
     edges: np.ndarray,
     config: PlanConfig,
+    *,
+    num_candidates: int | None = None,
 ) -> _Segment:
     s = config.units
     ids = units.ids
@@ -368,7 +370,14 @@ def _build_segment(
     cq = max(float(raw[finite].max()) / _COST_RESOLUTION, 1e-12)
     cost = np.where(finite, np.round(raw / cq), np.inf)
     problem = UnitProblem.build(
-        edges, weight, roots, lo_int, up_int, cost, base=base, num_candidates=s.num_candidates
+        edges,
+        weight,
+        roots,
+        lo_int,
+        up_int,
+        cost,
+        base=base,
+        num_candidates=num_candidates or s.num_candidates,
     )
     return _Segment(
         name, rep_ids, roots, rehomed, problem, q, cq, units_label, target, lower, upper, named_pot
@@ -390,6 +399,30 @@ def _named(p: UnitProblem, seg: _Segment, ids: np.ndarray) -> list[Finding]:
             )
         )
     return out
+
+
+def _segment_settings(config: PlanConfig, t0: float, segments_left: int) -> ContiguitySettings:
+    """Solver settings for the next segment: an equal share of the time that is left."""
+    left = config.solve.time_limit_s - (time.perf_counter() - t0)
+    share = left / segments_left
+    if share <= 0:
+        raise InfeasibleError(
+            [
+                Finding(
+                    "time",
+                    "The time limit ran out before every segment was planned.",
+                    "raise --time-limit.",
+                )
+            ]
+        )
+    return ContiguitySettings(
+        time_limit_s=share,
+        seed=config.solve.seed,
+        num_workers=config.solve.num_workers,
+        relative_gap=config.solve.relative_gap,
+        contiguity=config.units.contiguity,
+        log_search=config.solve.log_search,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -448,42 +481,54 @@ def plan_units(
     for k, seg_name in enumerate(segments):
         seg_acc = _segment_accounts(accounts, seg_name)
         seg_reps = reps if seg_name == "all" else reps[reps["segment"].astype(str) == seg_name]
-        seg = _build_segment(
-            seg_name, seg_acc, potential, seg_reps, unit_of, named_of, units, edges, config
-        )
-        notes += seg.rehomed
-        for line in seg.rehomed:
-            log.warning("%s", line)
-        findings = _named(seg.problem, seg, ids)
-        if findings:
-            raise InfeasibleError(findings)
-        left = config.solve.time_limit_s - (time.perf_counter() - t0)
-        share = left / (len(segments) - k)
-        if share <= 0:
-            raise InfeasibleError(
-                [
-                    Finding(
-                        "time",
-                        "The time limit ran out before every segment was planned.",
-                        "raise --time-limit.",
-                    )
-                ]
-            )
-        settings = ContiguitySettings(
-            time_limit_s=share,
-            seed=config.solve.seed,
-            num_workers=config.solve.num_workers,
-            relative_gap=config.solve.relative_gap,
-            contiguity=s.contiguity,
-            log_search=config.solve.log_search,
-        )
         wrapped = None
         if progress is not None:
 
             def wrapped(ev: ProgressEvent, _seg=seg_name) -> None:
                 progress(replace(ev, phase=f"{_seg}:{ev.phase}"))
 
-        result = solve_units(seg.problem, settings, wrapped)
+        num_candidates = s.num_candidates
+        while True:
+            seg = _build_segment(
+                seg_name,
+                seg_acc,
+                potential,
+                seg_reps,
+                unit_of,
+                named_of,
+                units,
+                edges,
+                config,
+                num_candidates=num_candidates,
+            )
+            num_reps = len(seg.rep_ids)
+            findings = _named(seg.problem, seg, ids)
+            result = None
+            if not findings:
+                settings = _segment_settings(config, t0, len(segments) - k)
+                result = solve_units(seg.problem, settings, wrapped)
+            if (result is None or result.status == "INFEASIBLE") and num_candidates < num_reps:
+                # Proven only for these candidate pairs: widen them before giving up.
+                wider = min(2 * num_candidates, num_reps)
+                why = (
+                    "; ".join(f.message for f in findings)
+                    if findings
+                    else "; ".join(result.stats.get("infeasibility", ["proven by the solver"]))
+                )
+                note = (
+                    f"Segment '{seg_name}': no plan with the {num_candidates} nearest reps as "
+                    f"candidates per unit ({why}); widened to {wider}"
+                )
+                notes.append(note)
+                log.warning("%s", note)
+                num_candidates = wider
+                continue
+            if findings:
+                raise InfeasibleError(findings)
+            break
+        notes += seg.rehomed
+        for line in seg.rehomed:
+            log.warning("%s", line)
         if not result.has_plan:
             raise InfeasibleError(_no_plan(seg, result, settings))
         report = check_unit_problem_plan(seg.problem, result.assignment, result.objective)
@@ -505,6 +550,7 @@ def plan_units(
             "stats": result.stats,
             "scales": {"weight_currency": seg.weight_scale, "cost": seg.cost_scale},
             "rehomed_reps": seg.rehomed,
+            "num_candidates": num_candidates,
         }
         a, t = _tables(seg, seg_acc, potential, seg_reps, unit_of, named_of, ids, result.assignment)
         rows.append(a)

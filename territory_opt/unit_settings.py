@@ -26,7 +26,10 @@ class UnitSettings:
         ``distance``: potential x km from each unit to its rep's home; ``hops``: potential x
         unit-graph hops to the rep's home unit.
     num_candidates:
-        Nearest reps (by the compactness cost) each unit may go to.
+        Nearest reps (by the compactness cost) each unit may go to. When no plan exists
+        with that many (the LP relaxation is infeasible, or a unit or rep cannot be
+        reached), the candidates are doubled, up to every rep of the segment, and each
+        widening is reported in the manifest's warnings.
     segment:
         Plan only this segment; by default each segment's reps split the map in turn.
     contiguity:

@@ -119,6 +119,20 @@ def test_named_accounts_stay_with_their_rep_while_the_rest_move_with_the_unit():
     assert t["potential"].sum() == pytest.approx(900.0)
 
 
+def test_candidates_are_widened_when_the_nearest_rep_alone_cannot_balance():
+    """With one candidate per unit, R1 (home a) is nearest to a, b, c, d, e and g (ties go
+    to R1): 600 > 540, so no plan exists; the candidates widen to both reps, reported."""
+    inputs = validate_inputs(_accounts(), _reps())
+    plan = plan_units(inputs, _units(), _config(num_candidates=1))
+    t = plan.territories.set_index("rep_id")
+    assert (t["contiguous"] == "yes").all()
+    assert (t["potential_dev_pct"].abs() <= 20.0 + 1e-9).all()
+    assert plan.manifest["solver"]["all"]["num_candidates"] == 2
+    assert any(
+        "nearest reps as candidates" in w and "widened to 2" in w for w in plan.manifest["warnings"]
+    )
+
+
 def test_same_seed_same_plan():
     inputs = validate_inputs(_accounts(), _reps())
     a = plan_units(inputs, _units(), _config()).assignments
