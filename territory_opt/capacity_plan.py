@@ -51,7 +51,7 @@ from .manifest import finite_or_none, header, json_default, sha256_file
 from .potential import estimate_potential
 from .workload import capacity_h, visits_per_year, workload_h
 
-__all__ = ["CapacityPlan", "capacity_plan", "workload_buildup"]
+__all__ = ["CapacityPlan", "capacity_plan", "workload_buildup", "run_capacity_cli"]
 
 log = logging.getLogger(__name__)
 
@@ -466,6 +466,22 @@ def _curve(seg, acc, reps, pot, config, settings, start):
             s_cap = np.r_[cap_now, np.full(site_idx.size, new_cap)]
             fixed = np.r_[np.ones(cur, bool), np.zeros(site_idx.size, bool)]
             placement = _place(demand, s_lat, s_lon, s_cap, fixed, k - cur, config, settings)
+        else:
+            placement = _place(
+                demand,
+                reps["lat"].to_numpy(float),
+                reps["lon"].to_numpy(float),
+                cap_now,
+                np.zeros(cur, bool),
+                k,
+                config,
+                settings,
+            )
+        if placement is not None and placement.status not in ("OPTIMAL", "FEASIBLE"):
+            log.warning("%s: the placement MIP for %d reps ended %s", seg, k, placement.status)
+            rows.append(_row(seg, k, cur, None, placement, None, None, 0, t0, pot, config))
+            continue
+        if k > cur:
             chosen = np.flatnonzero(placement.open[cur:])
             new = _new_rep_rows(
                 reps,
@@ -478,21 +494,8 @@ def _curve(seg, acc, reps, pot, config, settings, start):
                 start,
             )
             reps_k = pd.concat([reps, new.drop(columns="site_account_id")], ignore_index=True)
-        else:
-            placement = _place(
-                demand,
-                reps["lat"].to_numpy(float),
-                reps["lon"].to_numpy(float),
-                cap_now,
-                np.zeros(cur, bool),
-                k,
-                config,
-                settings,
-            )
+        elif k < cur:
             reps_k, new = reps[placement.open], pd.DataFrame()
-        if placement is not None and placement.status not in ("OPTIMAL", "FEASIBLE"):
-            rows.append(_row(seg, k, cur, reps_k, placement, None, None, 0, t0, pot, config))
-            continue
         budget = settings.utilisation_target * float(capacity_h(reps_k, config.workload).sum())
         log.info("%s: %d reps (%+d), solving", seg, k, k - cur)
         result, covered, attempts, _ = _solve_point(acc, reps_k, pot, config, settings, budget)
@@ -537,8 +540,10 @@ def _row(seg, k, cur, reps_k, placement, result, covered, attempts, t0, pot, con
         "segment": seg,
         "reps": k,
         "change": k - cur,
-        "fte": float(reps_k["fte"].sum()),
-        "capacity_h": float(capacity_h(reps_k, config.workload).sum()),
+        "fte": np.nan if reps_k is None else float(reps_k["fte"].sum()),
+        "capacity_h": np.nan
+        if reps_k is None
+        else float(capacity_h(reps_k, config.workload).sum()),
         "placement_status": "current reps" if placement is None else placement.status,
         "placement_gap": 0.0 if placement is None else placement.gap,
         "placement_covered_pct": 100.0 if placement is None else 100 * placement.covered_share,
@@ -709,3 +714,49 @@ def _manifest(inputs, config, settings, method, start, buildup, curve, hire_stat
             "runtime_s": time.perf_counter() - t_all,
         },
     }
+
+
+def run_capacity_cli(
+    accounts,
+    reps,
+    history,
+    config: PlanConfig,
+    *,
+    segment: str | None = None,
+    span: int | None = None,
+    coverage: float | None = None,
+    must_cover: str | None = None,
+    utilisation: float | None = None,
+    time_limit: float | None = None,
+    plan_start: str | None = None,
+    ramp_months: int | None = None,
+    attrition: float | None = None,
+    target_fte: float | None = None,
+) -> CapacityPlan:
+    """``territory-opt capacity``: the flags win over ``[capacity]``; load, validate, plan."""
+    from .io import load_inputs
+
+    given = {
+        "span": span,
+        "coverage": coverage,
+        "utilisation_target": utilisation,
+        "solve_time_limit_s": time_limit,
+        "plan_start": plan_start,
+        "ramp_months": ramp_months,
+        "annual_attrition": attrition,
+    }
+    given = {k: v for k, v in given.items() if v is not None}
+    if must_cover is not None:
+        given["must_cover_tiers"] = tuple(t.strip() for t in must_cover.split(",") if t.strip())
+    segments = [s.strip() for s in segment.split(",") if s.strip()] if segment else None
+    settings = replace(config.capacity, **given)  # validates the flags before any loading
+    inputs = load_inputs(accounts, reps, history, columns=config.columns)
+    if target_fte is not None:
+        pools = segments or sorted(set(_segments(inputs)[1]))
+        if len(pools) != 1:
+            raise ValueError(
+                f"--target-fte applies to one segment; name one of {pools} with --segment"
+            )
+        settings = replace(settings, target_fte={**settings.target_fte, pools[0]: target_fte})
+    config = replace(config, capacity=settings)
+    return capacity_plan(inputs, config, settings, segments=segments)

@@ -1,4 +1,4 @@
-"""Command line: ``territory-opt plan | demo | validate | quota-test``."""
+"""Command line: ``territory-opt plan | demo | validate | quota-test | capacity``."""
 
 from __future__ import annotations
 
@@ -366,6 +366,75 @@ def districts(
         highlight=False,
     )
     out_console.print(f"Wrote {out}/: assignments.csv, manifest.json")
+
+
+@app.command()
+def capacity(
+    accounts: Annotated[Path, Opt(help="Accounts file (CSV or Parquet).")],
+    reps: Annotated[Path, Opt(help="Reps file (CSV or Parquet).")],
+    out: Annotated[Path, Opt(help="Output folder (written atomically).")],
+    history: Annotated[Path | None, Opt(help="Bookings history (CSV or Parquet).")] = None,
+    config: Annotated[Path | None, Opt(help="Settings (TOML, with [capacity]).")] = None,
+    segment: Annotated[
+        str | None, Opt(help="Segments to analyse, comma-separated (default: all).")
+    ] = None,
+    span: Annotated[int | None, Opt(help="Curve: current - span .. current + span reps.")] = None,
+    coverage: Annotated[float | None, Opt(help="Share of potential to cover (0.9).")] = None,
+    must_cover: Annotated[str | None, Opt(help="Tiers always covered, e.g. A,B.")] = None,
+    utilisation: Annotated[
+        float | None, Opt(help="Share of productive hours the workload may fill.")
+    ] = None,
+    time_limit: Annotated[float | None, Opt(help="Seconds per curve solve.")] = None,
+    plan_start: Annotated[str | None, Opt(help="First month of the plan year, YYYY-MM.")] = None,
+    ramp_months: Annotated[int | None, Opt(help="Months to full productivity.")] = None,
+    attrition: Annotated[float | None, Opt(help="Expected annual attrition (0.15).")] = None,
+    target_fte: Annotated[
+        float | None, Opt(help="Effective FTE the hiring plan keeps (one segment).")
+    ] = None,
+    seed: Annotated[int | None, Opt(help="Random seed.")] = None,
+    workers: Annotated[int | None, Opt(help="Solver workers.")] = None,
+    verbose: Annotated[bool, Opt("--verbose", "-v")] = False,
+) -> None:
+    """How many reps the book needs, the value of each rep, where new ones sit, when to hire.
+
+    Writes capacity.csv (workload build-up), workload_by_tier.csv, curve.csv (checked solves
+    per rep count), new_reps.csv, hiring.csv, capacity.png, manifest.json and summary.txt.
+    """
+    from .capacity_plan import run_capacity_cli
+
+    _logging(verbose)
+    try:
+        cfg = _config(config, seed=seed, workers=workers)
+        result = run_capacity_cli(
+            accounts,
+            reps,
+            history,
+            cfg,
+            segment=segment,
+            span=span,
+            coverage=coverage,
+            must_cover=must_cover,
+            utilisation=utilisation,
+            time_limit=time_limit,
+            plan_start=plan_start,
+            ramp_months=ramp_months,
+            attrition=attrition,
+            target_fte=target_fte,
+        )
+        result.write(out)
+    except InputError as exc:
+        _fail(exc, EXIT_INPUT)
+    except InfeasibleError as exc:
+        _fail(exc, EXIT_INFEASIBLE)
+    except PlanCheckError as exc:
+        _fail(exc, EXIT_CHECK)
+    except ValueError as exc:
+        _fail(exc, EXIT_INPUT)
+    out_console.print(result.summary(), highlight=False)
+    out_console.print(
+        f"Wrote {out}/: capacity.csv, workload_by_tier.csv, curve.csv, new_reps.csv, "
+        "hiring.csv, capacity.png, manifest.json, summary.txt"
+    )
 
 
 def main() -> None:
