@@ -1,4 +1,4 @@
-"""Command line: ``territory-opt plan | demo | validate | quota-test | capacity``."""
+"""Command line: ``territory-opt plan | demo | validate | quota-test | capacity | rebalance``."""
 
 from __future__ import annotations
 
@@ -434,6 +434,69 @@ def capacity(
     out_console.print(
         f"Wrote {out}/: capacity.csv, workload_by_tier.csv, curve.csv, new_reps.csv, "
         "hiring.csv, capacity.png, manifest.json, summary.txt"
+    )
+
+
+@app.command()
+def rebalance(
+    changes: Annotated[Path, Opt(help="Changes (CSV): change,rep_id,lat,lon,start_date,...")],
+    out: Annotated[Path, Opt(help="Output folder (written atomically).")],
+    plan_dir: Annotated[Path | None, Opt("--plan", help="An earlier plan's output folder.")] = None,
+    accounts: Annotated[Path | None, Opt(help="Accounts file (default: the plan's).")] = None,
+    reps: Annotated[Path | None, Opt(help="Reps file (default: the plan's).")] = None,
+    history: Annotated[Path | None, Opt(help="Bookings history (default: the plan's).")] = None,
+    alignment: Annotated[
+        Path | None, Opt(help="Alignment CSV (account_id, rep_id), instead of --plan.")
+    ] = None,
+    config: Annotated[Path | None, Opt(help="Settings (TOML; default: the plan's).")] = None,
+    frontier: Annotated[int, Opt(help="N plans from least disruption to best balance.")] = 0,
+    quota_total: Annotated[float | None, Opt(help="Quota to distribute (currency).")] = None,
+    tolerance: Annotated[float | None, Opt(help="Potential band half-width (0.05 = 5 %).")] = None,
+    time_limit: Annotated[float | None, Opt(help="Wall-clock limit, seconds.")] = None,
+    seed: Annotated[int | None, Opt(help="Random seed.")] = None,
+    workers: Annotated[int | None, Opt(help="Solver workers.")] = None,
+    verbose: Annotated[bool, Opt("--verbose", "-v")] = False,
+) -> None:
+    """Answer a hire, leaver, leave or FTE change with the plan that moves least.
+
+    Budgets and protected accounts come from [rebalance] in the config; every move is
+    explained in moves.csv and diff.md.
+    """
+    from .rebalance import rebalance_files
+
+    _logging(verbose)
+    try:
+        cfg = PlanConfig.from_file(config) if config else None
+        with err_console.status("rebalancing ..."):
+            result = rebalance_files(
+                plan_dir,
+                changes,
+                accounts=accounts,
+                reps=reps,
+                history=history,
+                alignment=alignment,
+                config=cfg,
+                out=out,
+                frontier=frontier,
+                quota_total=quota_total,
+                tolerance=tolerance,
+                time_limit_s=time_limit,
+                seed=seed,
+                workers=workers,
+            )
+    except InputError as exc:
+        _fail(exc, EXIT_INPUT)
+    except InfeasibleError as exc:
+        _fail(exc, EXIT_INFEASIBLE)
+    except PlanCheckError as exc:
+        _fail(exc, EXIT_CHECK)
+    except ValueError as exc:
+        _fail(exc, EXIT_INPUT)
+    out_console.print(result.summary(), highlight=False)
+    extra = ", frontier.csv, frontier.png, frontier/" if frontier >= 2 else ""
+    out_console.print(
+        f"Wrote {out}/: assignments.csv, territories.csv, moves.csv, rep_changes.csv, diff.md, "
+        f"reps.csv, manifest.json, summary.txt{extra}"
     )
 
 

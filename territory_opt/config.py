@@ -120,7 +120,12 @@ class RebalanceSettings:
     ``protected_columns`` are accounts columns whose true values keep an account with its
     rep (besides ``locked``, which always does); with ``tenure_column`` and
     ``tenure_years``, an account whose relationship tenure (years) is above ``tenure_years``
-    is protected too. ``neighbours_only`` allows moves only between neighbouring territories
+    is protected too. Reps named in a change must end inside the plan's band (``tolerance``
+    of the plan); every other rep inside ``+-tolerance`` of this table (a mid-year band,
+    never narrower than the plan's) around its new target, or no further out than before.
+    Workload stays within ``capacity_share`` x capacity (1.05 lets reps covering a leaver
+    work 5 % over), or no further over than before.
+    ``neighbours_only`` allows moves only between neighbouring territories
     (accounts of the two books are among each other's nearest accounts). A rebalance first
     frees the territories within one hop of the changed reps and widens by one hop while
     that is infeasible, up to ``max_hops``. ``disruption_slack`` is how much more potential
@@ -134,6 +139,8 @@ class RebalanceSettings:
     protected_columns: tuple[str, ...] = ()
     tenure_column: str | None = None
     tenure_years: float | None = None
+    tolerance: float = 0.15
+    capacity_share: float = 1.0
     neighbours_only: bool = True
     max_hops: int = 4
     disruption_slack: float = 0.02
@@ -161,6 +168,10 @@ class RebalanceSettings:
             bad.append("rebalance.tenure_column and rebalance.tenure_years go together")
         if self.tenure_years is not None and not self.tenure_years >= 0:
             bad.append(f"rebalance.tenure_years must be >= 0, got {self.tenure_years}")
+        if not 0 < self.tolerance < 1:
+            bad.append(f"rebalance.tolerance must be in (0, 1), got {self.tolerance}")
+        if not self.capacity_share > 0:
+            bad.append(f"rebalance.capacity_share must be > 0, got {self.capacity_share}")
         if not isinstance(self.max_hops, int) or self.max_hops < 1:
             bad.append(f"rebalance.max_hops must be an integer >= 1, got {self.max_hops!r}")
         if not 0 <= self.disruption_slack <= 1:
