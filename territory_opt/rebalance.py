@@ -193,7 +193,8 @@ def load_previous_plan(
     config = config or PlanConfig()
     inputs = load_inputs(accounts, reps, history, columns=config.columns)
     for name, path in inputs.sources.items():
-        files[name] = {"path": str(Path(path).resolve()), "sha256": sha256_file(path)}
+        if Path(path).is_file():
+            files[name] = {"path": str(Path(path).resolve()), "sha256": sha256_file(path)}
     table = read_table(alignment, text_columns=("account_id", "rep_id", "previous_rep_id"))
     files["alignment"] = {"path": str(Path(alignment).resolve()), "sha256": sha256_file(alignment)}
     rep_of, potential = _alignment(table, inputs, config, str(alignment))

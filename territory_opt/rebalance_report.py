@@ -20,7 +20,7 @@ from .geo import haversine_km
 from .manifest import finite_or_none, header, json_default, sha256_file
 from .report import assignment_table, territory_table
 from .verify import verify_tables
-from .workload import visits_per_year, workload_h
+from .workload import capacity_h, visits_per_year, workload_h
 
 __all__ = ["build_result", "summary_text", "write_outputs", "move_reasons"]
 
@@ -212,6 +212,13 @@ def build_result(
     pot_total = float(pp.potential.sum())
     quota_total = config.quota_total or previous.quota_total or pot_total
     territories = territory_table(pp, table, quota_total)
+    # The table shows each rep's real capacity (the rebalance's limit may be above it for a
+    # rep that was already over, or scaled by capacity_share).
+    real_cap = capacity_h(b.team.reps, config.workload)
+    territories["capacity_h"] = real_cap
+    territories["utilisation"] = territories["workload_h"] / np.where(
+        real_cap > 0, real_cap, np.nan
+    )
     ramp = b.team.reps["ramp_factor"].reindex(territories["rep_id"]).to_numpy(float)
     territories["ramp_factor"] = ramp
     territories["ramped_quota"] = np.round(territories["quota"].to_numpy() * ramp, 2)
