@@ -298,6 +298,7 @@ class LexResult:
         return bool(self.assignment.size) and bool(np.all(self.assignment >= 0))
 
 
+MIN_STAGE_S = 0.5  # the balance and travel stages run only with at least this left
 _POT_SCALE = 2**20  # the largest account's potential maps to this integer
 
 
@@ -521,9 +522,7 @@ def solve_lexicographic(
     def left() -> float:
         return limit - (time.perf_counter() - t0)
 
-    build_t = time.perf_counter()
-    model = _Model(problem, balance_weight)
-    stats: dict = {"build_s": time.perf_counter() - build_t, "num_pairs": problem.num_pairs}
+    stats: dict = {"num_pairs": problem.num_pairs}
     stages: list[Stage] = []
     empty = np.full(problem.num_units, -1, dtype=np.int64)
 
@@ -546,7 +545,9 @@ def solve_lexicographic(
     tie = 1e-4 * float(pot.sum()) / max(float(problem.pair_cost.sum()), 1e-300)
     disrupt = replace(problem, pair_cost=pot[pu] * moves + tie * problem.pair_cost)
     ts = time.perf_counter()
-    first = _least_disruption(disrupt, settings, shares[0] * left(), shares[0] * dlimit)
+    # Feasibility and least disruption come first: stage 1 may use all the time left (it
+    # returns as soon as it has a checked plan); the later stages share what remains.
+    first = _least_disruption(disrupt, settings, max(left(), 1.0), shares[0] * dlimit)
     stats["disruption"] = first.stats
     if not first.has_plan:
         stages.append(
@@ -557,11 +558,20 @@ def solve_lexicographic(
     _, moved1 = moved_potential(problem, a1)
     stages.append(Stage("disruption", first.status, moved1, first.bound, time.perf_counter() - ts))
     stats["disruption"] = {k: v for k, v in first.stats.items() if k != "polish"}
+    if left() < MIN_STAGE_S:
+        stages.append(Stage("balance", "SKIPPED (no time left)", np.nan, np.nan, 0.0))
+        return LexResult(a1, "FEASIBLE", tuple(stages), stats=stats)
+    build_t = time.perf_counter()
+    model = _Model(problem, balance_weight)
+    stats["build_s"] = time.perf_counter() - build_t
     best_moved = int(model.pot_i[a1 != problem.current_rep].sum())
     cap = int(np.floor(best_moved * (1 + slack)))
     cap_ct = model.add_switched(lambda: model.model.add(model.moved <= cap))
 
     def balance_then_travel(hint: np.ndarray, tag: str, share2: float, share3: float):
+        if left() < MIN_STAGE_S:
+            stages.append(Stage(f"balance{tag}", "SKIPPED (no time left)", np.nan, np.nan, 0.0))
+            return hint
         _, a2, s2 = run(f"balance{tag}", model.imbalance, share2, 1.0 / 1000.0, hint)
         if a2 is None:
             return hint
@@ -572,7 +582,8 @@ def solve_lexicographic(
         model.switch_off(imb_ct)
         return a3 if a3 is not None else a2
 
-    plan = balance_then_travel(a1, "", shares[1], shares[2])
+    rest = shares[1:].sum()
+    plan = balance_then_travel(a1, "", shares[1] / rest, shares[2] / (rest - shares[1]))
     result_frontier: list[np.ndarray] = []
     caps: list[float] = []
     if frontier >= 2:
