@@ -24,7 +24,10 @@ capacity. Each demand point links to its ``num_links`` nearest fixed sites and i
 ``num_links`` nearest optional sites only.
 
 Solved with SCIP (bundled in OR-Tools) through ``model_builder``; single-threaded, so the
-same inputs give the same bases when the MIP ends on its gap rather than its clock. (On the
+same inputs give the same bases when the MIP ends on its gap rather than its clock. When the
+MIP finds no solution in time, the sites its LP relaxation (HiGHS) opens most are opened and
+the LP with them fixed assigns the demand (status ``LP_ROUNDED``; the gap is then against the
+relaxation's optimum). (On the
 demo's enterprise book HiGHS found no solution to the 4-new-rep model in 20 s; SCIP proves
 optimality in about 5 s.)
 """
@@ -47,8 +50,8 @@ class Placement:
 
     ``open`` marks the open sites (fixed ones included); ``covered_share`` is the covered
     share of the demand's potential; ``travel`` is potential x km of the covered demand
-    (currency*km); ``gap`` is the MIP's proven relative gap on its whole objective (travel
-    plus the uncovered penalty); ``status`` is the solver's word.
+    (currency*km); ``gap`` is the proven relative gap on the model's whole objective (travel
+    plus the uncovered penalty); ``status`` is the solver's word, or ``LP_ROUNDED``.
     """
 
     open: np.ndarray
@@ -207,25 +210,51 @@ def place_sites(
         (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
         shape=(r, num_vars),
     )
-    model = mb.Model()
-    model.helper.fill_model_from_sparse_data(
-        lower, upper, cost, np.concatenate(lo), np.concatenate(hi), a
-    )
-    for j in range(s):
-        model.helper.set_var_integrality(iy + j, True)
-    solver = mb.Solver("scip")
-    solver.enable_output(False)
-    solver.set_solver_specific_parameters(f"limits/gap = {relative_gap}")
-    solver.set_time_limit_in_seconds(max(0.1, time_limit_s))
-    status = solver.solve(model).name
+    row_lo, row_hi = np.concatenate(lo), np.concatenate(hi)
+
+    def solve(var_lo, var_hi, integral, limit):
+        model = mb.Model()
+        model.helper.fill_model_from_sparse_data(var_lo, var_hi, cost, row_lo, row_hi, a)
+        if integral:
+            for j in range(s):
+                model.helper.set_var_integrality(iy + j, True)
+        solver = mb.Solver("scip" if integral else "highs")
+        solver.enable_output(False)
+        if integral:
+            solver.set_solver_specific_parameters(f"limits/gap = {relative_gap}")
+        else:
+            solver.set_solver_specific_parameters("output_flag=false\nlog_to_console=false")
+        solver.set_time_limit_in_seconds(max(0.1, limit))
+        status = solver.solve(model).name
+        if status not in ("OPTIMAL", "FEASIBLE"):
+            return status, None, float("nan"), float("-inf")
+        v = solver.values(model.get_variables()).to_numpy()
+        return status, v, float(solver.objective_value), float(solver.best_objective_bound)
+
+    status, v, obj, bound = solve(lower, upper, True, time_limit_s)
+    if v is None:
+        # No MIP solution in time: open the optional sites the LP relaxation opens most
+        # (ties by index), then the LP with those sites fixed assigns the demand.
+        left = max(1.0, time_limit_s - (time.perf_counter() - t0))
+        _, v_lp, lp_obj, _ = solve(lower, upper, False, left)
+        if v_lp is None:
+            runtime = time.perf_counter() - t0
+            return Placement(fixed.copy(), 0.0, float("nan"), float("inf"), status, runtime, links)
+        pick = optional[np.lexsort((optional, -v_lp[iy + optional]))[:num_open]]
+        upper_r = upper.copy()
+        upper_r[iy + optional] = 0.0
+        upper_r[iy + pick] = 1.0
+        lower_r = lower.copy()
+        lower_r[iy + pick] = 1.0
+        _, v, obj, _ = solve(lower_r, upper_r, False, left)
+        if v is None:
+            runtime = time.perf_counter() - t0
+            return Placement(fixed.copy(), 0.0, float("nan"), float("inf"), status, runtime, links)
+        status, bound = "LP_ROUNDED", lp_obj
     runtime = time.perf_counter() - t0
-    if status not in ("OPTIMAL", "FEASIBLE"):
-        return Placement(fixed.copy(), 0.0, float("nan"), float("inf"), status, runtime, links)
-    v = solver.values(model.get_variables()).to_numpy()
     is_open = v[iy : iy + s] > 0.5
     u = v[iu : iu + n]
     x = v[ix : ix + num_x]
     travel = float((p[li] * km) @ x) * total_p
-    obj, bound = float(solver.objective_value), float(solver.best_objective_bound)
     gap = max(0.0, (obj - bound) / max(abs(obj), 1e-12))
     return Placement(is_open, float(1.0 - p @ u), travel, gap, status, runtime, links)

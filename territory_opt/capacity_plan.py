@@ -17,8 +17,11 @@ Four answers per segment (``"all"`` when reps have no segment), each with its ar
    a real alignment solve (:func:`territory_opt.pipeline.plan`, checked by
    :mod:`solvers.check`) assigns it. **Covered potential** is the potential of the accounts
    in that checked plan, where every rep's workload (visits plus travel from its own base)
-   is within its capacity and its potential within its band. When a solve finds no plan,
-   the covered hours shrink by 5 % and it runs again (at most twice more).
+   is within its capacity and its potential within its band. When a solve finds no plan
+   (proven infeasible, or none found within ``solve_time_limit_s``), the covered hours
+   shrink by 5 % and it runs again, at most twice more; ``attempts`` records how often.
+   Each point is therefore what a checked solve achieved in its time, a lower estimate of
+   what k reps can cover.
 3. **Where new reps sit** (``new_reps.csv``): the placement model
    (:mod:`territory_opt.capacity_placement`), a capacitated p-median MIP with bands over
    aggregated demand, current reps fixed, then the checked alignment of step 2.
@@ -441,6 +444,10 @@ def _solve_point(acc, reps, pot, config, settings, budget_h):
             return run_plan(inputs, cfg), covered, attempt, None
         except InfeasibleError as exc:
             error = exc
+            if all(f.rule == "time" for f in exc.findings):
+                # The clock, not the book: covering less would misstate what k reps can do.
+                log.info("no plan with %d accounts within the time limit", take)
+                return None, covered, attempt, exc
             log.info("no plan with %d accounts (%s); covering 5 %% fewer hours", take, exc)
             budget_h = 0.95 * float(cum[take - 1])
     return None, covered, 3, error
@@ -477,9 +484,10 @@ def _curve(seg, acc, reps, pot, config, settings, start):
                 config,
                 settings,
             )
-        if placement is not None and placement.status not in ("OPTIMAL", "FEASIBLE"):
+        if placement is not None and placement.status not in ("OPTIMAL", "FEASIBLE", "LP_ROUNDED"):
             log.warning("%s: the placement MIP for %d reps ended %s", seg, k, placement.status)
-            rows.append(_row(seg, k, cur, None, placement, None, None, 0, t0, pot, config))
+            row = _row(seg, k, cur, None, placement, None, None, 0, t0, pot, config)
+            rows.append(row | {"status": "no placement"})
             continue
         if k > cur:
             chosen = np.flatnonzero(placement.open[cur:])
@@ -498,10 +506,12 @@ def _curve(seg, acc, reps, pot, config, settings, start):
             reps_k, new = reps[placement.open], pd.DataFrame()
         budget = settings.utilisation_target * float(capacity_h(reps_k, config.workload).sum())
         log.info("%s: %d reps (%+d), solving", seg, k, k - cur)
-        result, covered, attempts, _ = _solve_point(acc, reps_k, pot, config, settings, budget)
-        rows.append(
-            _row(seg, k, cur, reps_k, placement, result, covered, attempts, t0, pot, config)
-        )
+        result, covered, attempts, error = _solve_point(acc, reps_k, pot, config, settings, budget)
+        row = _row(seg, k, cur, reps_k, placement, result, covered, attempts, t0, pot, config)
+        if error is not None and result is None:
+            timed_out = all(f.rule == "time" for f in error.findings)
+            row["status"] = "no plan in time" if timed_out else "infeasible"
+        rows.append(row)
         if result is not None:
             plans[(seg, k)] = result
         if len(new):
@@ -611,6 +621,7 @@ def capacity_plan(
     """
     config = config or PlanConfig()
     settings = settings or config.capacity
+    config = replace(config, capacity=settings)  # the manifest records what was used
     t_all = time.perf_counter()
     potential, method = estimate_potential(inputs.accounts, inputs.history, config.potential)
     acc_seg, rep_seg = _segments(inputs)

@@ -65,7 +65,7 @@ class CapacitySettings:
     typical_radius_km: float | None = None
     utilisation_target: float = 0.9
     span: int = 2
-    solve_time_limit_s: float = 30.0
+    solve_time_limit_s: float = 60.0
     new_rep_fte: float = 1.0
     num_demand_points: int = 300
     num_sites: int = 80
