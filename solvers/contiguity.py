@@ -57,6 +57,7 @@ import numpy as np
 from ortools.math_opt.python import mathopt
 from ortools.sat.python import cp_model
 
+from .check_units import check_unit_problem_plan
 from .contiguity_balance import balance_plan
 from .result import ProgressEvent, Result, relative_gap
 
@@ -464,14 +465,23 @@ def _connected_without(
 # --------------------------------------------------------------------------------------------
 
 
-def grow_territories(p: UnitProblem, index: _Index | None = None) -> np.ndarray:
+def grow_territories(
+    p: UnitProblem, index: _Index | None = None, per_weight: bool = False
+) -> np.ndarray:
     """Multi-source region growing; returns a plan, -1 for units no territory reached.
 
     The territory lightest relative to its target (mid-band) takes its cheapest free
     adjacent candidate unit, until it reaches its target; then every unit still free joins
     the lightest adjacent territory that may take it. Territories stay connected throughout.
+    With ``per_weight`` units are ranked by cost per unit of weight instead (km, when the
+    cost is weight x km), so light far units do not draw territories into long arms.
     """
     ix = index or _Index(p)
+    floor = max(1.0, 0.01 * float(p.weight.mean()))
+
+    def rank(v: int, t: int) -> float:
+        return ix.cost[v][t] / (ix.w[v] + floor) if per_weight else ix.cost[v][t]
+
     n, k = p.num_units, p.num_territories
     plan = np.full(n, -1, dtype=np.int64)
     target = (p.lower + p.upper) / 2.0
@@ -483,7 +493,7 @@ def grow_territories(p: UnitProblem, index: _Index | None = None) -> np.ndarray:
         load[t] += ix.w[u]
         for v in ix.nbrs[u]:
             if plan[v] < 0 and t in ix.cost[v]:
-                heapq.heappush(frontier[t], (ix.cost[v][t], v))
+                heapq.heappush(frontier[t], (rank(v, t), v))
 
     for t, r in enumerate(p.root.tolist()):
         plan[r] = t
@@ -1027,6 +1037,45 @@ def _window_of(tg: list[list[int]], seed: int, size: int) -> list[int]:
     return sorted(seen)
 
 
+def _chain_window(
+    tg: list[list[int]], load: np.ndarray, p: UnitProblem, seed: int, size: int
+) -> list[int]:
+    """Territories on a shortest territory-graph path from ``seed`` (outside its band) to
+    the nearest territory on the other side of its own band's middle (one that can take
+    weight when ``seed`` is over, give when under), then the window is padded breadth-first
+    around the path up to ``size`` territories (at least the path)."""
+    mid = (p.lower + p.upper) / 2.0
+    over = load[seed] > p.upper[seed]
+    parent = {seed: -1}
+    queue = deque([seed])
+    end = -1
+    while queue:
+        u = queue.popleft()
+        if u != seed and (load[u] < mid[u] if over else load[u] > mid[u]):
+            end = u
+            break
+        for v in tg[u]:
+            if v not in parent:
+                parent[v] = u
+                queue.append(v)
+    path = []
+    while end >= 0:
+        path.append(end)
+        end = parent[end]
+    chosen = path or [seed]
+    seen = set(chosen)
+    queue = deque(chosen)
+    while queue and len(seen) < size:
+        u = queue.popleft()
+        for v in tg[u]:
+            if v not in seen:
+                seen.add(v)
+                queue.append(v)
+                if len(seen) >= size:
+                    break
+    return sorted(seen)
+
+
 def solve_units(
     problem: UnitProblem,
     settings: ContiguitySettings | None = None,
@@ -1038,8 +1087,8 @@ def solve_units(
     unit (-1 everywhere without a plan), ``objective`` its cost, ``bound`` a proven lower
     bound, ``status`` ``OPTIMAL`` (within ``relative_gap``), ``FEASIBLE``, ``INFEASIBLE``
     (proven) or ``UNKNOWN``. ``stats`` holds phase times, the band violation left by the
-    construction and, without a plan, the least violation found. Verify the plan with
-    ``solvers.check_units``.
+    construction and, without a plan, the least violation found. A plan is returned only
+    after ``solvers.check_units`` accepted it (``stats["checked"]``).
     """
     s = settings or ContiguitySettings()
     p = problem
@@ -1070,12 +1119,27 @@ def solve_units(
     stats["strategy"] = strategy
     plan = None
     if s.warm_start or strategy == "lns":
-        plan = grow_territories(p, ix)
-        stats["grow_unassigned"] = int((plan < 0).sum())
-        if np.all(plan >= 0):
-            stats["grow_violation"] = ix.violation(plan)
-            plan, bstats = balance_plan(p, ix, plan, deadline)
-            stats.update(bstats)
+        # Region growing ranked by cost per weight, then by cost: the first plan the
+        # balancing brings into every band wins, else the one with the least violation.
+        plan, best_key, unassigned = None, None, []
+        for per_weight in (True, False):
+            grown = grow_territories(p, ix, per_weight=per_weight)
+            unassigned.append(int((grown < 0).sum()))
+            if unassigned[-1]:
+                continue
+            balanced, bstats = balance_plan(p, ix, grown, deadline)
+            key = (bstats["balance_violation"], not per_weight)
+            if best_key is None or key < best_key:
+                plan, best_key = balanced, key
+                stats.update(
+                    bstats,
+                    grow_violation=ix.violation(grown),
+                    grow="per_weight" if per_weight else "cost",
+                )
+            if key[0] == 0:
+                break
+        stats["grow_unassigned"] = min(unassigned)
+        if plan is not None:
             if ix.violation(plan) > 0:
                 # Diffusion by single moves, then the flow-guided chains again from there.
                 plan = _local_search(p, ix, plan, deadline)
@@ -1085,8 +1149,6 @@ def solve_units(
             stats["heuristic_violation"] = ix.violation(plan)
             if stats["heuristic_violation"] == 0:
                 tr.offer(plan, ix.objective(plan), "construction")
-        else:
-            plan = None
         stats["heuristic_s"] = round(tr.elapsed(), 2)
 
     status = "UNKNOWN"
@@ -1134,7 +1196,9 @@ def _lns(p, ix, plan, s, tr, deadline, stats) -> str:
         for seed in bad.tolist():
             if time.monotonic() >= deadline - 0.05 or violation == 0:
                 break
-            terrs = _window_of(tg, seed, size)
+            # The chain of territories to the nearest one that can absorb the violation,
+            # padded with neighbours: the window can pass weight along it.
+            terrs = _chain_window(tg, ix.loads(plan), p, seed, size)
             status, new, _ = _solve_window(
                 p, ix, plan, terrs, s, True, deadline - time.monotonic(), s.window_det_s, stats, 3
             )
@@ -1185,4 +1249,13 @@ def _result(p: UnitProblem, tr: _Tracker, status: str, stats: dict) -> Result:
         assignment = np.full(p.num_units, -1, dtype=np.int64)
         bound = math.inf if status == "INFEASIBLE" else tr.bound
         return Result(assignment, status, math.inf, bound, tr.elapsed(), stats)
+    # Every plan passes the independent checker before it leaves the solver; a failure here
+    # is a bug in the solver, never a property of the instance.
+    report = check_unit_problem_plan(p, tr.plan, tr.objective)
+    if not report.ok:
+        raise RuntimeError(
+            "solve_units built a plan that fails solvers.check_units: "
+            + "; ".join(report.violations[:5])
+        )
+    stats["checked"] = True
     return Result(tr.plan, status, float(tr.objective), tr.bound, tr.elapsed(), stats)
