@@ -19,9 +19,9 @@ Four answers per segment (``"all"`` when reps have no segment), each with its ar
    in that checked plan, where every rep's workload (visits plus travel from its own base)
    is within its capacity and its potential within its band. When a solve finds no plan
    (proven infeasible, or none found within ``solve_time_limit_s``), the covered hours
-   shrink by 5 % and it runs again, at most twice more; ``attempts`` records how often.
-   Each point is therefore what a checked solve achieved in its time, a lower estimate of
-   what k reps can cover.
+   shrink by 5 % and it runs again, at most twice more; ``attempts`` and
+   ``failed_attempts`` say what happened. Each point is therefore what a checked solve
+   achieved in its time: a lower estimate of what k reps can cover.
 3. **Where new reps sit** (``new_reps.csv``): the placement model
    (:mod:`territory_opt.capacity_placement`), a capacitated p-median MIP with bands over
    aggregated demand, current reps fixed, then the checked alignment of step 2.
@@ -100,6 +100,8 @@ class CapacityPlan:
                     )
                 else:
                     text = f"no plan ({c.status})"
+                if c.failed_attempts:
+                    text += f"; before: {c.failed_attempts}"
                 lines.append(f"  {c.reps:4d} reps ({c.change:+d}): {text}")
             hires = self.hiring[self.hiring["segment"] == row.segment]
             if len(hires):
@@ -132,6 +134,10 @@ class CapacityPlan:
                 ok = c["status"].isin(["OPTIMAL", "FEASIBLE"])
                 ax.plot(c.loc[ok, "change"], c.loc[ok, col], marker="o", label=seg)
             ax.axvline(0, color="0.6", linewidth=0.8)
+            if col == "worst_dev_pct":
+                band = 100 * self.manifest["config"]["tolerance"]
+                ax.axhline(band, color="0.4", linestyle=":", label="band")
+                ax.set_ylim(0, 1.3 * band)
             ax.set_xlabel("reps added (+) or removed (-) against today")
             ax.set_ylabel(label)
             ax.legend(fontsize=8)
@@ -417,7 +423,9 @@ def _sub_config(config: PlanConfig, settings: CapacitySettings, accounts, reps) 
 def _solve_point(acc, reps, pot, config, settings, budget_h):
     """Cover the best-first accounts fitting ``budget_h`` at these bases, then plan them.
 
-    Returns ``(plan or None, covered mask, attempts, last error)``.
+    Returns ``(plan or None, covered mask, failures)``: one ``(accounts, reason)`` per
+    attempt without a plan, the reason ``"time"`` (none found within the time limit) or
+    ``"infeasible"`` (the settings admit none).
     """
     from .pipeline import plan as run_plan
 
@@ -425,8 +433,8 @@ def _solve_point(acc, reps, pot, config, settings, budget_h):
     order = _priority(acc, pot, hours, settings)
     must = _must(acc, settings)
     cum = np.cumsum(hours[order])
-    error = None
-    for attempt in range(1, 4):
+    failures: list[tuple[int, str]] = []
+    for _ in range(3):
         take = max(int(np.searchsorted(cum, budget_h * (1 + 1e-12), side="right")), int(must.sum()))
         take = max(take, 1)
         covered = np.zeros(len(acc), bool)
@@ -441,16 +449,13 @@ def _solve_point(acc, reps, pot, config, settings, budget_h):
         inputs = validate_inputs(sub.reset_index(drop=True), reps.reset_index(drop=True))
         cfg = _sub_config(config, settings, sub, reps)
         try:
-            return run_plan(inputs, cfg), covered, attempt, None
+            return run_plan(inputs, cfg), covered, failures
         except InfeasibleError as exc:
-            error = exc
-            if all(f.rule == "time" for f in exc.findings):
-                # The clock, not the book: covering less would misstate what k reps can do.
-                log.info("no plan with %d accounts within the time limit", take)
-                return None, covered, attempt, exc
-            log.info("no plan with %d accounts (%s); covering 5 %% fewer hours", take, exc)
+            reason = "time" if all(f.rule == "time" for f in exc.findings) else "infeasible"
+            failures.append((take, reason))
+            log.info("no plan with %d accounts (%s); covering 5 %% fewer hours", take, reason)
             budget_h = 0.95 * float(cum[take - 1])
-    return None, covered, 3, error
+    return None, covered, failures
 
 
 def _curve(seg, acc, reps, pot, config, settings, start):
@@ -486,7 +491,7 @@ def _curve(seg, acc, reps, pot, config, settings, start):
             )
         if placement is not None and placement.status not in ("OPTIMAL", "FEASIBLE", "LP_ROUNDED"):
             log.warning("%s: the placement MIP for %d reps ended %s", seg, k, placement.status)
-            row = _row(seg, k, cur, None, placement, None, None, 0, t0, pot, config)
+            row = _row(seg, k, cur, None, placement, None, None, [], t0, pot, config)
             rows.append(row | {"status": "no placement"})
             continue
         if k > cur:
@@ -506,11 +511,10 @@ def _curve(seg, acc, reps, pot, config, settings, start):
             reps_k, new = reps[placement.open], pd.DataFrame()
         budget = settings.utilisation_target * float(capacity_h(reps_k, config.workload).sum())
         log.info("%s: %d reps (%+d), solving", seg, k, k - cur)
-        result, covered, attempts, error = _solve_point(acc, reps_k, pot, config, settings, budget)
-        row = _row(seg, k, cur, reps_k, placement, result, covered, attempts, t0, pot, config)
-        if error is not None and result is None:
-            timed_out = all(f.rule == "time" for f in error.findings)
-            row["status"] = "no plan in time" if timed_out else "infeasible"
+        result, covered, failures = _solve_point(acc, reps_k, pot, config, settings, budget)
+        row = _row(seg, k, cur, reps_k, placement, result, covered, failures, t0, pot, config)
+        if result is None:
+            row["status"] = "no plan in time" if failures[-1][1] == "time" else "infeasible"
         rows.append(row)
         if result is not None:
             plans[(seg, k)] = result
@@ -545,7 +549,7 @@ def _curve(seg, acc, reps, pot, config, settings, start):
     return curve, new_rows, plans
 
 
-def _row(seg, k, cur, reps_k, placement, result, covered, attempts, t0, pot, config):
+def _row(seg, k, cur, reps_k, placement, result, covered, failures, t0, pot, config):
     row = {
         "segment": seg,
         "reps": k,
@@ -569,7 +573,11 @@ def _row(seg, k, cur, reps_k, placement, result, covered, attempts, t0, pot, con
         "gap": np.nan,
         "check": "",
         "reproducible": False,
-        "attempts": attempts,
+        "attempts": len(failures or []) + (result is not None),
+        "failed_attempts": "; ".join(
+            f"{'no plan in time' if why == 'time' else 'infeasible'} with {n:,} accounts"
+            for n, why in failures or []
+        ),
         "solve_s": time.perf_counter() - t0,
     }
     if result is not None:

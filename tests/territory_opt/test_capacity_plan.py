@@ -294,6 +294,9 @@ def test_curve_points_are_checked_plans(enterprise_plan, small_inputs):
         assert curve.loc[k, "worst_dev_pct"] <= 5.0 + 1e-6
         assert curve.loc[k, "travel_km_mean"] == pytest.approx(plan.assignments["travel_km"].mean())
         assert (report.rep_workload_h <= plan.planning.problem.capacity_h + 1e-6).all()
+    for row in curve.itertuples():  # each failed attempt is named
+        failed = row.failed_attempts.split("; ") if row.failed_attempts else []
+        assert row.attempts == len(failed) + 1
     assert curve.loc[4, "covered_pct"] == pytest.approx(100.0)
     assert curve.loc[3, "covered_pct"] < 100.0
     assert curve.loc[5, "travel_km_mean"] < curve.loc[4, "travel_km_mean"]
