@@ -11,14 +11,21 @@ potential x km from the cell to the rep's home cell. Every plan is verified by
 
 Methods, each given the same wall-clock limit:
 
-- ``ours``: construction + local search, LP bound, then LNS windows with separator cuts.
-- ``construction``: the construction heuristic and local search alone (no CP-SAT).
+- ``ours``: region growing + flow-guided balancing + cost moves, LP bound, then LNS windows
+  with separator cuts (``solve_units``, strategy ``lns``).
+- ``ours, construction alone``: region growing (ranked by cost per weight) + flow-guided
+  balancing + cost moves (no CP-SAT): the first checked plan ``ours`` starts from.
+- ``growing + single moves``: the previous construction, region growing (ranked by cost)
+  and single boundary moves (squared-deviation diffusion, then cost), without the
+  flow-guided chains.
 - ``plain``: the whole CP-SAT model with flow contiguity, no warm start, no LNS.
 
-``--compare`` instead times the whole model with flow against cuts on small grids.
+``--compare`` instead times the whole model with flow against cuts on small grids;
+``--sweep`` runs ``ours`` on the same geography with other seeds (potential and homes).
 
     /tmp/venv/bin/python benchmarks/units_bench.py                 # 3,000 x 100, 120 s each
     /tmp/venv/bin/python benchmarks/units_bench.py --compare
+    /tmp/venv/bin/python benchmarks/units_bench.py --sweep --time-limit 60
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from solvers.contiguity import (
     UnitProblem,
     _Index,
     _local_search,
+    balance_territories,
     grow_territories,
     solve_units,
 )
@@ -144,7 +152,8 @@ def run(args) -> None:
             ours.objective,
             ours.bound,
             t_ours,
-            f"{ours.status}; construction violation {st.get('heuristic_violation')}, "
+            f"{ours.status}; first checked plan after {st.get('time_to_first_s', float('nan')):.1f}"
+            " s, "
             f"{st.get('lns_windows')} windows, {st.get('cut_rounds', 0)} cut rounds, best "
             f"after {st.get('time_to_best_s', float('nan')):.1f} s",
         ),
@@ -153,6 +162,24 @@ def run(args) -> None:
     bound = ours.bound
     t = time.perf_counter()
     ix = _Index(p)
+    plan = grow_territories(p, ix, per_weight=True)  # ours' first growing order
+    plan, bst = balance_territories(p, plan, args.time_limit)
+    plan = _local_search(p, ix, plan, time.monotonic() + args.time_limit, balance=False)
+    t_b = time.perf_counter() - t
+    print(
+        _row(
+            "ours, construction alone",
+            p,
+            plan,
+            ix.objective(plan),
+            bound,
+            t_b,
+            f"{bst['balance_rounds']} flow rounds, {bst['balance_moves']} units moved, band "
+            f"violation {ix.violation(plan):,}",
+        ),
+        flush=True,
+    )
+    t = time.perf_counter()
     plan = grow_territories(p, ix)
     if np.all(plan >= 0):
         plan = _local_search(p, ix, plan, time.monotonic() + args.time_limit)
@@ -160,7 +187,7 @@ def run(args) -> None:
     viol = ix.violation(plan) if np.all(plan >= 0) else None
     print(
         _row(
-            "construction",
+            "growing + single moves",
             p,
             plan,
             ix.objective(plan) if viol is not None else 0,
@@ -195,10 +222,36 @@ def run(args) -> None:
             ),
             flush=True,
         )
+    print(f"\nproven lower bound (LP relaxation, no contiguity): {bound:,.0f}")
+
+
+def sweep(args) -> None:
+    """``ours`` on the same geography with other seeds (potential and rep homes)."""
     print(
-        f"\nproven lower bound (LP relaxation, no contiguity): {bound:,.0f}; ours / "
-        f"construction time ratio {t_ours / max(t_c, 1e-9):.1f}"
+        "| seed | candidates | first checked plan s | time s | checked plan | gap % "
+        "| worst dev % | status |"
     )
+    print("|---:|---:|---:|---:|---|---:|---:|---|")
+    for seed in args.seeds:
+        p, _ = national_instance(
+            args.cell_km, args.territories, args.tolerance, seed, args.candidates
+        )
+        s = ContiguitySettings(
+            time_limit_s=args.time_limit, seed=seed, num_workers=args.workers, strategy="lns"
+        )
+        t = time.perf_counter()
+        r = solve_units(p, s)
+        sec = time.perf_counter() - t
+        check = check_unit_problem_plan(p, r.assignment, r.objective) if r.has_plan else None
+        mid = (p.lower + p.upper) / 2
+        dev = float(np.max(np.abs(check.loads - mid) / mid) * 100) if check else float("nan")
+        first = f"{r.stats['time_to_first_s']:.1f}" if r.has_plan else "-"
+        print(
+            f"| {seed} | {args.candidates} | {first} | {sec:.1f} | "
+            f"{'yes' if check and check.ok else 'no plan'} | "
+            f"{100 * r.gap if r.has_plan else float('nan'):.2f} | {dev:.2f} | {r.status} |",
+            flush=True,
+        )
 
 
 def _grid(side: int, k: int, seed: int) -> UnitProblem:
@@ -258,8 +311,16 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--skip-plain", action="store_true", help="leave out the plain model")
     ap.add_argument("--compare", action="store_true", help="flow against cuts on grids")
+    ap.add_argument("--sweep", action="store_true", help="ours on other seeds")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    ap.add_argument("--candidates", type=int, default=8, help="nearest homes per cell")
     args = ap.parse_args()
-    compare(args) if args.compare else run(args)
+    if args.compare:
+        compare(args)
+    elif args.sweep:
+        sweep(args)
+    else:
+        run(args)
 
 
 if __name__ == "__main__":

@@ -985,12 +985,15 @@ class _Tracker:
         self.objective = math.inf
         self.bound = -math.inf
         self.time_to_best = math.nan
+        self.time_to_first = math.nan
 
     def elapsed(self) -> float:
         return time.monotonic() - self.start
 
     def offer(self, plan: np.ndarray, objective: int, phase: str) -> bool:
         if objective < self.objective:
+            if self.plan is None:
+                self.time_to_first = self.elapsed()
             self.plan, self.objective = plan.copy(), objective
             self.time_to_best = self.elapsed()
             logger.info("%.1f s: %s plan, objective %s", self.elapsed(), phase, f"{objective:,}")
@@ -1245,6 +1248,7 @@ def _lns(p, ix, plan, s, tr, deadline, stats) -> str:
 
 def _result(p: UnitProblem, tr: _Tracker, status: str, stats: dict) -> Result:
     stats["time_to_best_s"] = tr.time_to_best
+    stats["time_to_first_s"] = tr.time_to_first
     if tr.plan is None:
         assignment = np.full(p.num_units, -1, dtype=np.int64)
         bound = math.inf if status == "INFEASIBLE" else tr.bound
