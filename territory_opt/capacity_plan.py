@@ -88,8 +88,8 @@ class CapacityPlan:
         for row in self.buildup.itertuples():
             lines.append(f"{row.segment}: {row.arithmetic}")
             lines.append(
-                f"  current {row.current_reps} reps ({row.current_fte:g} FTE); "
-                f"{'+' if row.reps_gap >= 0 else ''}{row.reps_gap} against the build-up"
+                f"  current {row.current_reps} reps ({row.current_fte:g} FTE); the build-up "
+                f"needs {row.reps_needed} ({row.reps_gap:+d})"
             )
             curve = self.curve[self.curve["segment"] == row.segment]
             for c in curve.itertuples():
@@ -99,7 +99,7 @@ class CapacityPlan:
                         f"travel {c.travel_km_mean:6.1f} km  (gap {100 * c.gap:.1f} %)"
                     )
                 else:
-                    text = f"no plan ({c.status})"
+                    text = c.status
                 if c.failed_attempts:
                     text += f"; before: {c.failed_attempts}"
                 lines.append(f"  {c.reps:4d} reps ({c.change:+d}): {text}")
@@ -721,7 +721,8 @@ def _manifest(inputs, config, settings, method, start, buildup, curve, hire_stat
                 "solved": int(solved.sum()),
                 "checked": int((curve["check"] == "passed").sum()),
                 "covered_potential": "potential of the accounts in the checked plan: the "
-                "best-first accounts whose build-up hours fit utilisation_target x capacity",
+                "best-first accounts whose build-up hours fit utilisation_target x capacity, "
+                "5 % fewer hours after each attempt without a plan (failed_attempts)",
                 "worst_gap": finite_or_none(float(curve.loc[solved, "gap"].max()))
                 if solved.any()
                 else None,
