@@ -605,7 +605,7 @@ def _row(seg, k, cur, reps_k, placement, result, covered, failures, t0, pot, con
 def _plan_start(inputs: Inputs, settings: CapacitySettings) -> pd.Period:
     if settings.plan_start is not None:
         return pd.Period(settings.plan_start, freq="M")
-    starts = inputs.reps["start_date"] if "start_date" in inputs.reps else pd.Series([], "M8[ns]")
+    starts = inputs.reps.get("start_date", pd.Series([], dtype="datetime64[ns]"))
     if starts.notna().any():
         return pd.Period(f"{starts.max().year + 1}-01", freq="M")
     raise ValueError(

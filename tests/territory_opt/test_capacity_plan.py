@@ -19,7 +19,7 @@ from territory_opt.capacity_placement import aggregate_points, place_sites
 from territory_opt.capacity_plan import capacity_plan, workload_buildup
 from territory_opt.capacity_settings import CapacitySettings
 from territory_opt.cli import EXIT_INPUT, app
-from territory_opt.config import PlanConfig, WorkloadSettings
+from territory_opt.config import PlanConfig, PotentialSettings, WorkloadSettings
 from territory_opt.geo import haversine_km
 from territory_opt.hiring import hiring_plan, ramp
 from territory_opt.io import load_inputs, validate_inputs
@@ -396,3 +396,19 @@ def test_cli_bad_input_exits_2(small_book_files, tmp_path, extra, match):
     assert res.exit_code == EXIT_INPUT
     assert match in res.output
     assert not out.exists()
+
+
+def test_book_without_segments_or_start_dates():
+    """The tiny book (one pool, 'all'; no start dates): the plan year must be given, then
+    one checked solve of four accounts and a hiring plan against ``target_fte['all']``."""
+    inputs = _tiny_inputs()
+    config = PlanConfig(potential=PotentialSettings(method="column"))
+    with pytest.raises(ValueError, match="plan_start is not set and the reps have no start_date"):
+        capacity_plan(inputs, config, CapacitySettings(span=0))
+    settings = CapacitySettings(span=0, plan_start="2027-01", target_fte={"all": 2.0})
+    result = capacity_plan(inputs, config, settings)
+    assert result.curve["segment"].tolist() == ["all"]
+    assert result.curve["check"].tolist() == ["passed"]
+    assert result.curve["covered_pct"].iloc[0] == pytest.approx(100.0)
+    assert result.hiring["month"].iloc[3] == "2027-01"
+    assert result.hiring["hires"].sum() >= 1  # one rep, two FTE required
