@@ -166,6 +166,33 @@ def test_balancing_moves_a_branch_that_hangs_on_a_border_unit():
     assert stats["balance_moves"] == 2
 
 
+def test_hanging_weight_is_what_a_territory_loses_besides_the_unit():
+    """7x7 grid, three roots, weights 1..49; for every non-root unit, the low-point pass
+    must give the weight cut off from the root when the unit leaves (checked by BFS)."""
+    from collections import deque
+
+    from solvers.contiguity_balance import _hanging_weight
+
+    w = np.arange(1, 50)
+    p = _grid_problem(7, 7, [0, 24, 48], weight=w, tol=0.9)
+    plan = grow_territories(p)
+    nbrs = [p.neighbours(u).tolist() for u in range(49)]
+    hang = _hanging_weight(nbrs, w.tolist(), plan, p.root.tolist())
+    for u in range(49):
+        t = int(plan[u])
+        if u == p.root[t]:
+            continue
+        seen, queue = {int(p.root[t]), u}, deque([int(p.root[t])])
+        while queue:
+            a = queue.popleft()
+            for b in nbrs[a]:
+                if b not in seen and plan[b] == t:
+                    seen.add(b)
+                    queue.append(b)
+        lost = sum(int(w[v]) for v in np.flatnonzero(plan == t) if v not in seen)
+        assert hang[u] == lost, u
+
+
 def test_construction_balances_a_large_grid_checked():
     """30x30 grid, random weights 50..149, 20 random roots, band +-5 %: region growing and
     balancing alone (no CP-SAT window gets time) give a checked plan."""
