@@ -7,12 +7,13 @@ then carries them out unit by unit, keeping every territory connected:
 
 1. Plan: a min-cost flow on the territory graph. The arc ``a -> b`` exists when ``a`` has a
    unit on its border with ``b`` that may join ``b`` (a candidate pair, not ``a``'s root);
-   its capacity is the weight of those border units and its cost one per unit of weight, so
-   weight travels along the fewest borders (ejection chains). A source feeds every territory
-   above the inner band (must give, large negative cost) and, at a small cost, any territory
-   with room above the inner band's lower end (may give); territories below the inner band
-   must take, those with room may take. Only what leaves a band or is needed to fill one
-   moves, and the flow goes through territories that are within their band.
+   its capacity is a few times (``layers``) the weight ``a`` can hand over there, and its
+   cost one per unit of weight, so weight travels along the fewest borders (ejection
+   chains). A source feeds every territory above the inner band (must give, large negative
+   cost) and, at a small cost, any territory with room above the inner band's lower end (may
+   give); territories below the inner band must take, those with room may take. Only what
+   leaves a band or is needed to fill one moves, and the flow goes through territories that
+   are within their band.
 2. Realise: for each arc with flow ``f``, border units of ``a`` move to ``b`` while the moved
    weight gets closer to ``f``; among the units that do, the one whose move raises the
    compactness cost least goes first; a unit moves only when ``a`` stays connected without it
@@ -163,7 +164,7 @@ def _plan_flow(
         arc(src, t, give[t], 1)
         arc(t, snk, deficit[t], -must_cost)
         arc(t, snk, take[t], 1)
-    keys = sorted(k for k, c in caps_by_arc.items() if c > 0)
+    keys = sorted(key for key, cap in caps_by_arc.items() if cap > 0)
     first = len(tails)
     for a, b in keys:
         tails.append(a)
