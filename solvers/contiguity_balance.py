@@ -16,8 +16,10 @@ then carries them out unit by unit, keeping every territory connected:
    are within their band.
 2. Realise: for each arc with flow ``f``, border units of ``a`` move to ``b`` while the moved
    weight gets closer to ``f``; among the units that do, the one whose move raises the
-   compactness cost least goes first; a unit moves only when ``a`` stays connected without it
-   (a breadth-first search from ``a``'s root), and it borders ``b``, so ``b`` stays connected.
+   compactness cost least goes first. A unit moves together with the branch that hangs on
+   it (the units of ``a`` that would lose their path to ``a``'s root, found by a
+   breadth-first search), all of them candidates of ``b``; so ``a`` stays connected, and the
+   unit borders ``b``, so ``b`` does too.
 3. Repeat until every territory is within its band. Arcs whose flow could not be carried out
    (their border units are cut vertices of the donor with heavy branches, or too heavy)
    cost more next round, so the flow goes around them. The capacity of an arc counts each
