@@ -33,14 +33,12 @@ import scipy.sparse as sp
 
 from .lp import LpSolution, _arrays
 from .mathopt_lp import solve_lp
-from .pairspace import PairSpace, with_pairs
 from .problem import AlignmentProblem
 
 __all__ = [
     "spatial_groups",
     "lagrangian_bound",
     "solve_relaxation_at_scale",
-    "solve_relaxation_priced",
 ]
 
 log = logging.getLogger(__name__)
@@ -376,98 +374,3 @@ def _duals_by_rep(problem: AlignmentProblem, y: np.ndarray):
     reps = np.flatnonzero(np.isfinite(problem.capacity_h))
     cap[reps] = y[off : off + reps.size]
     return band, cap
-
-
-def solve_relaxation_priced(
-    problem: AlignmentProblem,
-    space: PairSpace,
-    *,
-    unit_xy: np.ndarray | None = None,
-    time_limit_s: float = 60.0,
-    max_rounds: int = 8,
-    **kwargs,
-) -> tuple[AlignmentProblem, LpSolution]:
-    """:func:`solve_relaxation_at_scale` with column generation over every eligible pair.
-
-    After each relaxation, every pair in ``space`` is priced against its duals; pairs that
-    beat a unit's best candidate join the problem and the relaxation is solved again, until
-    none does. The final pricing pass also gives the Lagrangian bound over *all* eligible
-    pairs, not only the candidates: a bound on every plan. Returns the enlarged problem (its
-    candidates include every added pair) and the last relaxation, whose ``bound`` is the
-    all-pairs bound and whose ``stats`` record the rounds.
-    """
-    t0 = time.perf_counter()
-    rounds = []
-    bound_all = -np.inf
-    sol = None
-    for _ in range(max_rounds):
-        remaining = time_limit_s - (time.perf_counter() - t0)
-        if remaining <= 0:
-            break
-        last_round = len(rounds) == max_rounds - 1
-        sol = solve_relaxation_at_scale(
-            problem,
-            unit_xy=unit_xy,
-            time_limit_s=remaining,
-            refine_on_slack=last_round,
-            **kwargs,
-        )
-        side, lo, hi, _ = _side_rows(problem)
-        y = sol.price_duals
-        rc = _reduced(problem, side, y)
-        locked = problem.fixed_rep >= 0
-        best = np.minimum.reduceat(rc, problem.cand_indptr[:-1])
-        band, cap = _duals_by_rep(problem, y)
-        tp = time.perf_counter()
-        units, reps, least = space.price(
-            problem.unit_measure, band, cap, np.where(locked, -np.inf, best - 1e-9 * np.abs(best))
-        )
-        least = np.where(locked, best, np.minimum(least, best))
-        if sol.status == "FEASIBLE":
-            bound_all = max(bound_all, float(least.sum()) + _rows_term(y, lo, hi))
-            # The best-bound duals may differ from the pricing duals: price those too.
-            if sol.duals is not y:
-                rc_b = _reduced(problem, side, sol.duals)
-                best_b = np.minimum.reduceat(rc_b, problem.cand_indptr[:-1])
-                band_b, cap_b = _duals_by_rep(problem, sol.duals)
-                _, _, least_b = space.price(
-                    problem.unit_measure, band_b, cap_b, np.full(problem.num_units, -np.inf)
-                )
-                least_b = np.where(locked, best_b, np.minimum(least_b, best_b))
-                bound_all = max(bound_all, float(least_b.sum()) + _rows_term(sol.duals, lo, hi))
-        rounds.append(
-            {
-                "status": sol.status,
-                "objective": sol.objective,
-                "candidate_bound": sol.bound,
-                "added_pairs": int(units.size),
-                "relaxation_s": round(sol.runtime_s, 3),
-                "pricing_s": round(time.perf_counter() - tp, 3),
-            }
-        )
-        log.info("pricing round %d: %s, %d pairs added", len(rounds), sol.status, units.size)
-        if units.size == 0:
-            break
-        # A group moves as one only over reps every member may take: offer a priced rep
-        # to the whole group of the unit it was priced for.
-        group = getattr(sol, "group", None)
-        if group is not None:
-            order = np.argsort(group, kind="stable")
-            start = np.searchsorted(group[order], group[units])
-            stop = np.searchsorted(group[order], group[units], side="right")
-            cnt = stop - start
-            idx = np.repeat(start, cnt) + (
-                np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt)
-            )
-            units, reps = order[idx], np.repeat(reps, cnt)
-            keep = space.eligible(units, reps)
-            units, reps = units[keep], reps[keep]
-        problem = with_pairs(problem, space, units, reps)
-    if sol is None:
-        raise TimeoutError("no time left for the relaxation")
-    out = LpSolution(
-        sol.status, sol.x, sol.objective, bound_all, time.perf_counter() - t0, sol.solver
-    )
-    object.__setattr__(out, "stats", {"pricing_rounds": rounds, "last": sol.stats})
-    object.__setattr__(out, "duals", sol.duals)
-    return problem, out

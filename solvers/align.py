@@ -21,10 +21,12 @@ import numpy as np
 
 from .aggregate import solve_relaxation_at_scale
 from .check import check_plan
+from .colgen import resolve_tightened, solve_relaxation_priced
 from .cpsat import solve_cpsat
 from .greedy import repair, solve_greedy
-from .lns import improve
+from .lns import improve, repair_by_neighbourhoods
 from .lp import LpSolution, solve_relaxation
+from .pairspace import PairSpace
 from .problem import AlignmentProblem
 from .result import ProgressEvent, Result, relative_gap
 from .settings import SolveSettings
@@ -57,16 +59,16 @@ def _round_and_repair(
     first: LpSolution,
     consider: Callable[[np.ndarray, str], bool],
     left: Callable[[], float],
+    relax: Callable[[AlignmentProblem, float, LpSolution], LpSolution],
     max_rounds: int = 6,
-    unit_xy=None,
-) -> dict:
+) -> tuple[dict, np.ndarray]:
     """Round the relaxation; where rounding breaks a rep's band or capacity, tighten that
     rep's limits by what it broke them by, re-solve, and round again.
 
     An LP vertex puts most reps exactly on a limit, so rounding its few split units tips
     some over and leaves nobody slack to give a unit back. Tightening only the reps that
     broke costs far less objective than a uniform margin. Single-unit repair moves finish
-    what is left. Returns statistics per round.
+    what is left. Returns statistics per round and the last repaired plan (checked or not).
     """
     lo, hi = problem.measure_lo.copy(), problem.measure_hi.copy()
     cap = problem.capacity_h.copy()
@@ -76,6 +78,7 @@ def _round_and_repair(
         plan = lp.rounded(problem)
         before = check_plan(problem, plan)
         repaired = repair(problem, plan)
+        last = repaired
         ok = consider(repaired, "round")
         rounds.append(
             {
@@ -99,12 +102,12 @@ def _round_and_repair(
         cap_over = np.where(finite, np.maximum(work - np.where(finite, cap, 0), 0), 0)
         cap = np.where(cap_over > 0, cap - 1.5 * cap_over - 1e-3 * np.where(finite, cap, 0), cap)
         tightened = replace(problem, measure_lo=lo, measure_hi=hi, capacity_h=cap)
-        nxt = _relax(tightened, max(0.1, left()), unit_xy)
+        nxt = relax(tightened, max(0.1, left()), lp)
         if not nxt.feasible:
             rounds.append({"tightened_lp": nxt.status})
             break
         lp = nxt
-    return {"rounds": rounds}
+    return {"rounds": rounds}, last
 
 
 def solve(
@@ -113,6 +116,7 @@ def solve(
     *,
     progress: Callable[[ProgressEvent], None] | None = None,
     unit_xy: np.ndarray | None = None,
+    space: PairSpace | None = None,
 ) -> Result:
     """Best checked plan within ``settings.time_limit_s``, with a proven bound and gap.
 
@@ -122,10 +126,17 @@ def solve(
 
     ``unit_xy`` (``(num_units, 2)``, e.g. lon/lat degrees) lets large problems group
     neighbouring units in the relaxation; it never changes which plans are allowed.
+
+    ``space`` (every eligible pair, priced on demand) lets problems of
+    :data:`LARGE_UNITS` units and more solve the relaxation over all eligible pairs by
+    column generation (:mod:`solvers.colgen`): the plan may then use pairs that are not
+    among ``problem``'s candidates, and the result's ``problem`` is the enlarged problem
+    the plan and its check refer to. The bound is valid over the whole space.
     """
     settings = settings or SolveSettings()
     t0 = time.perf_counter()
     phases: dict[str, float] = {}
+    stats: dict = {}
 
     def left() -> float:
         return settings.time_limit_s - (time.perf_counter() - t0)
@@ -140,9 +151,31 @@ def solve(
 
         return fn
 
-    lp = _relax(problem, 0.5 * settings.time_limit_s, unit_xy)
-    phases["lp_s"] = lp.runtime_s
-    stats: dict = {"lp_status": lp.status, "lp_solver": lp.solver, "phases": phases}
+    def relax(tightened, limit, previous):
+        return _relax(tightened, limit, unit_xy)
+
+    bound_scope = "candidate pairs"
+    if space is not None and problem.num_units >= LARGE_UNITS:
+        # The staged relaxation over the candidates is fast when they suffice; when it
+        # needs slack (capacity binds and sends work beyond the nearest reps), column
+        # generation over every eligible pair takes over.
+        lp = solve_relaxation_at_scale(
+            problem, unit_xy=unit_xy, time_limit_s=0.25 * settings.time_limit_s
+        )
+        if lp.status != "FEASIBLE":
+            stats["staged_relaxation"] = getattr(lp, "stats", None)
+            log.info("candidates too narrow for the relaxation: pricing every eligible pair")
+            problem, lp = solve_relaxation_priced(problem, space, time_limit_s=0.6 * left())
+            bound_scope = "all eligible pairs"
+
+            def relax(tightened, limit, previous):
+                return resolve_tightened(tightened, space, previous, time_limit_s=limit)
+    else:
+        lp = _relax(problem, 0.5 * settings.time_limit_s, unit_xy)
+    stats["bound_scope"] = bound_scope
+
+    phases["lp_s"] = time.perf_counter() - t0
+    stats.update(lp_status=lp.status, lp_solver=lp.solver, phases=phases)
     if getattr(lp, "stats", None):
         stats["relaxation"] = lp.stats
     if lp.status == "INFEASIBLE":
@@ -176,8 +209,16 @@ def solve(
             split = lp.split_units(problem)
             stats["lp_split_units"] = int(split.size)
             ts = time.perf_counter()
-            stats["rounding"] = _round_and_repair(problem, lp, consider, left, unit_xy=unit_xy)
+            stats["rounding"], last = _round_and_repair(problem, lp, consider, left, relax)
             phases["round_s"] = time.perf_counter() - ts
+            if best is None and left() > 1:
+                # Rounding left a few reps broken: re-decide each with its neighbours.
+                ts = time.perf_counter()
+                fixed, stats["neighbourhood_repair"] = repair_by_neighbourhoods(
+                    problem, last, settings=settings, time_left=lambda: left() - 0.5
+                )
+                consider(fixed, "repair")
+                phases["neighbourhood_repair_s"] = time.perf_counter() - ts
         else:
             # No relaxation in time: fall back to the greedy warm start.
             g = solve_greedy(problem)
@@ -230,9 +271,11 @@ def solve(
     if best is None:
         status = "INFEASIBLE" if status_hint == "INFEASIBLE" else "UNKNOWN"
         stats.setdefault("stop_reason", "no plan found")
-        return Result(np.full(problem.num_units, -1), status, float("nan"), bound, runtime, stats)
+        return Result(
+            np.full(problem.num_units, -1), status, float("nan"), bound, runtime, stats, problem
+        )
     gap = relative_gap(best_obj, bound)
     stats.setdefault("stop_reason", "gap limit reached")
     # OPTIMAL only when proven so; a plan within the gap target is FEASIBLE with a bound.
     status = "OPTIMAL" if gap <= 1e-9 else "FEASIBLE"
-    return Result(best, status, best_obj, min(bound, best_obj), runtime, stats)
+    return Result(best, status, best_obj, min(bound, best_obj), runtime, stats, problem)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -178,5 +178,57 @@ def improve(
                 if on_improve is not None:
                     on_improve(plan, objective)
         if not improved_in_pass:
+            break
+    return plan, stats
+
+
+def repair_by_neighbourhoods(
+    problem: AlignmentProblem,
+    plan: np.ndarray,
+    *,
+    time_left: Callable[[], float],
+    settings: SolveSettings | None = None,
+    sizes: tuple[int, ...] = (4, 8),
+    sub_time_limit_s: float = 3.0,
+) -> tuple[np.ndarray, dict]:
+    """Clear the checker's per-rep violations one rep at a time: the accounts of a broken
+    rep and its nearest neighbour reps (by shared candidates) are re-decided by CP-SAT,
+    hinted with the current plan, with every limit of the group hard; the group grows
+    through ``sizes`` while CP-SAT finds no plan. Returns the (possibly still broken) plan
+    and statistics."""
+    # One worker: the sub-models are small, and interleaved search with a hint has crashed
+    # CP-SAT 9.15 here (a failed check in its fixed-search heuristics).
+    settings = replace(settings or SolveSettings(), num_workers=1)
+    plan = np.asarray(plan, dtype=np.int64).copy()
+    neighbours = rep_neighbours(problem)
+    stats = {"subproblems": 0, "fixed": 0, "left": 0}
+    tried: set[int] = set()
+    while time_left() > 0:
+        report = check_plan(problem, plan)
+        broken = sorted({v.rep for v in report.violations if v.rep >= 0} - tried)
+        if not broken:
+            stats["left"] = len({v.rep for v in report.violations if v.rep >= 0})
+            break
+        rep = broken[0]
+        tried.add(rep)
+        for size in sizes:
+            if time_left() <= 0:
+                break
+            group = np.unique(np.r_[rep, neighbours[rep][: size - 1]]).astype(np.int64)
+            built = subproblem(problem, plan, group)
+            if built is None:
+                break
+            sub, free, _ = built
+            stats["subproblems"] += 1
+            res = solve_cpsat(
+                sub,
+                settings,
+                hint=np.searchsorted(group, plan[free]),
+                time_limit_s=min(sub_time_limit_s, max(0.1, time_left())),
+            )
+            if not res.has_plan:
+                continue
+            plan[free] = group[res.assignment]
+            stats["fixed"] += 1
             break
     return plan, stats

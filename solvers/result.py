@@ -50,6 +50,10 @@ class Result:
         Proven lower bound on the objective of any feasible plan (``-inf`` if none).
     stats:
         Solver statistics (names of phases, times, sizes, scaling factors, stop reason).
+    problem:
+        The problem the plan refers to, when the solver enlarged the input's candidate
+        pairs (column generation over every eligible pair); ``None`` or the input otherwise.
+        Check the plan against this one.
     """
 
     assignment: np.ndarray
@@ -58,6 +62,7 @@ class Result:
     bound: float
     runtime_s: float
     stats: dict[str, Any] = field(default_factory=dict)
+    problem: Any = None
 
     @property
     def gap(self) -> float:

@@ -149,7 +149,10 @@ def _solve_widening(inputs, potential, config, progress, t0):
                 replace(cfg.solve, time_limit_s=left),
                 progress=progress,
                 unit_xy=inputs.accounts[["lon", "lat"]].to_numpy(float),
+                space=pp.space,
             )
+            # Column generation may have added candidate pairs: the plan refers to them.
+            pp = pp.with_problem(result.problem)
             if result.has_plan or last or result.stats.get("lp_status") != "INFEASIBLE":
                 break
         widenings.append(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
+from scipy.spatial import cKDTree
 
+from solvers.pairspace import PairSpace
 from solvers.problem import AlignmentProblem
 
 from .balance import apply_pair_rules, balance_bands, fixed_reps, keep_limits, pool_targets
@@ -24,7 +26,8 @@ class PlanningProblem:
 
     ``account_ids`` and ``rep_ids`` give the order of units and reps; ``pair_travel_km`` is
     the great-circle distance of each candidate pair; ``pool`` is each rep's segment pool
-    (``"all"`` without segments).
+    (``"all"`` without segments). ``space`` knows every eligible pair's cost and workload,
+    so that the engine can price pairs beyond the candidates (column generation).
     """
 
     problem: AlignmentProblem
@@ -35,6 +38,20 @@ class PlanningProblem:
     pair_travel_km: np.ndarray
     rep_pool: np.ndarray
     account_pool: np.ndarray
+    space: PairSpace | None = None
+
+    def with_problem(self, problem: AlignmentProblem) -> PlanningProblem:
+        """The same planning problem over ``problem``'s candidates (an enlargement the
+        solver made): travel is recomputed for every pair."""
+        if problem is self.problem or problem is None:
+            return self
+        travel = haversine_km(
+            self.space.unit_lat[problem.pair_unit],
+            self.space.unit_lon[problem.pair_unit],
+            self.space.rep_lat[problem.cand_rep],
+            self.space.rep_lon[problem.cand_rep],
+        )
+        return replace(self, problem=problem, pair_travel_km=travel)
 
 
 def _targets(pot, rep_pool, acc_pool, weights) -> np.ndarray:
@@ -97,14 +114,9 @@ def build_problem(
     # Rep-side candidates: each rep also reaches its nearest accounts until they hold
     # ``rep_reach`` x its target, so reps far from the crowd can still fill their band.
     pot_target = _targets(pot, rep_pool, acc_pool, capacity_h(reps, config.workload))
-    for i in range(r):
-        accs_in = np.flatnonzero(acc_pool == rep_pool[i])
-        km = haversine_km(lat[accs_in], lon[accs_in], rlat[i], rlon[i])
-        order = np.argsort(km, kind="stable")
-        cum = np.cumsum(pot[accs_in][order])
-        take = int(np.searchsorted(cum, config.rep_reach * pot_target[i])) + 1
-        rows.append(accs_in[order[:take]])
-        cols.append(np.full(min(take, accs_in.size), i))
+    rows_r, cols_r = _rep_reach(lat, lon, rlat, rlon, pot, rep_pool, acc_pool, pot_target, config)
+    rows += rows_r
+    cols += cols_r
     # Current and locked reps are candidates too, when eligible (same pool).
     has_cur = (cur >= 0) & (rep_pool[np.maximum(cur, 0)] == acc_pool)
     rows.append(np.flatnonzero(has_cur))
@@ -159,7 +171,29 @@ def build_problem(
         measure_names=bal.names,
         **keep_limits(cur, pot, r, config),
     )
+    pools, codes = np.unique(np.r_[rep_pool, acc_pool], return_inverse=True)
+    forbidden = np.zeros(0, np.int64)
+    if config.forbidden_pairs:
+        acc_pos = pd.Series(np.arange(n), index=accounts["account_id"].astype(str))
+        fu = acc_pos[[a for a, _ in config.forbidden_pairs]].to_numpy(np.int64)
+        fr = rep_index[[q for _, q in config.forbidden_pairs]].to_numpy(np.int64)
+        forbidden = fu * r + fr
+    space = PairSpace(
+        unit_lat=lat,
+        unit_lon=lon,
+        rep_lat=rlat,
+        rep_lon=rlon,
+        cost_per_km=pot,
+        hours_fixed=workload_h(visits, np.zeros(n), config.workload),
+        hours_per_km=workload_h(visits, np.ones(n), config.workload)
+        - workload_h(visits, np.zeros(n), config.workload),
+        unit_pool=codes[r:],
+        rep_pool=codes[:r],
+        max_km=config.max_travel_km,
+        forbidden=forbidden,
+    )
     return PlanningProblem(
+        space=space,
         problem=problem,
         account_ids=accounts["account_id"].to_numpy(str),
         rep_ids=rep_ids,
@@ -169,3 +203,42 @@ def build_problem(
         rep_pool=rep_pool,
         account_pool=acc_pool,
     )
+
+
+def _xyz(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    la, lo = np.radians(lat), np.radians(lon)
+    return np.c_[np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)]
+
+
+def _rep_reach(lat, lon, rlat, rlon, pot, rep_pool, acc_pool, pot_target, config):
+    """Rep-side candidates: each rep also reaches its nearest accounts until they hold
+    ``rep_reach`` x its target, so reps far from the crowd can still fill their band.
+
+    Nearest accounts come from a k-d tree on unit vectors (chord order is great-circle
+    order); a rep whose first ``k`` accounts hold too little is searched exhaustively."""
+    rows, cols = [], []
+    for pool in np.unique(rep_pool):
+        reps_in = np.flatnonzero(rep_pool == pool)
+        accs_in = np.flatnonzero(acc_pool == pool)
+        if accs_in.size == 0:
+            continue
+        tree = cKDTree(_xyz(lat[accs_in], lon[accs_in]))
+        p_in = pot[accs_in]
+        need = config.rep_reach * pot_target[reps_in]
+        mean = max(float(p_in.mean()), 1e-12)
+        k = int(min(accs_in.size, np.ceil(3 * need.max() / mean) + 16))
+        _, idx = tree.query(_xyz(rlat[reps_in], rlon[reps_in]), k=k)
+        idx = np.asarray(idx).reshape(reps_in.size, k)
+        cum = np.cumsum(p_in[idx], axis=1)
+        for row, i in enumerate(reps_in):
+            take = int(np.searchsorted(cum[row], need[row])) + 1
+            if take <= k:
+                chosen = accs_in[idx[row, : min(take, k)]]
+            else:
+                km = haversine_km(lat[accs_in], lon[accs_in], rlat[i], rlon[i])
+                order = np.argsort(km, kind="stable")
+                t = int(np.searchsorted(np.cumsum(p_in[order]), need[row])) + 1
+                chosen = accs_in[order[:t]]
+            rows.append(chosen)
+            cols.append(np.full(chosen.size, i))
+    return rows, cols

@@ -15,10 +15,10 @@ import solvers.align as align
 from solvers.aggregate import (
     lagrangian_bound,
     solve_relaxation_at_scale,
-    solve_relaxation_priced,
     spatial_groups,
 )
 from solvers.check import check_plan
+from solvers.colgen import solve_relaxation_priced
 from solvers.lp import _arrays, solve_relaxation
 from solvers.mathopt_lp import solve_lp
 from solvers.pairspace import PairSpace, haversine_km, with_pairs
@@ -144,7 +144,9 @@ def _tiny_space() -> tuple[PairSpace, AlignmentProblem]:
 
 def test_pricing_finds_the_pairs_the_candidates_missed():
     space, problem = _tiny_space()
-    bigger, sol = solve_relaxation_priced(problem, space, time_limit_s=20, group_size=1)
+    bigger, sol = solve_relaxation_priced(
+        problem, space, time_limit_s=20, group_size=1, margin=0.0, capacity_margin=0.0
+    )
     assert sol.status == "FEASIBLE"
     # Everyone ends with the near rep, a few km away instead of ~120 km.
     plan = sol.rounded(bigger)

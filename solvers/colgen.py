@@ -1,0 +1,758 @@
+"""The relaxation over *every* eligible pair, by column generation, for books where
+capacity binds.
+
+With workload capacity near the mean workload, the relaxation's optimum sends some units
+to their 40th or 100th nearest rep: remote reps must shed travel-heavy accounts, and the
+work flows across the map in chains. No fixed candidate list anticipates that, and the
+exact LP over every pair (100,000 units x 300 reps: 30M columns) is far too big. This
+module solves it in two stages, pricing every eligible pair against LP duals
+(:class:`~solvers.pairspace.PairSpace`) rather than storing them:
+
+1. **Group master.** Units are grouped (about ten neighbours of one pool, along a Morton
+   curve); a group moves as one. The group LP starts from each group's nearest reps and
+   grows by column generation: after each solve every (group, rep) column of the whole map
+   is priced at once, from the group's centroid (a dense ``groups x reps`` array), and the
+   most negative columns join. Elastic slack with a large penalty keeps every restricted
+   master solvable (phase one): its duals price the columns that reduce infeasibility.
+   It stops when no column prices out. Its solution is a feasible fractional plan over the
+   real units (a group's share is its members' share).
+2. **Unit sifting.** Groups cost objective (members differ in potential per hour, which is
+   what a capacity-bound rep must pick by), so the unit LP is then solved by sifting: the
+   units whose assignment is in doubt (split, narrow reduced-cost margin, or priced
+   elsewhere) are freed over their few best candidates, the rest stay as they are and
+   shift the limits; after each LP every pair of every unit is priced against its duals,
+   and the pairs that beat a unit's candidates join. The final pricing pass gives the
+   Lagrangian bound over all eligible pairs: ``sum_u min_r rc(u, r) + sum_rows y *
+   limit``, valid for every plan whatever the duals (weak duality).
+
+Pricing from centroids in stage 1 is approximate (a member is at most the group's radius
+from its centroid); it only decides which columns to try. Every column that enters an LP
+carries its members' exact costs and workloads, and the bound is priced exactly per unit.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+
+import numpy as np
+import scipy.sparse as sp
+
+from .aggregate import (
+    _best_two,
+    _clip_duals,
+    _duals_by_rep,
+    _elastic_solve,
+    _reduced,
+    _row_weight,
+    _rows_term,
+    _side_rows,
+    spatial_groups,
+)
+from .lp import LpSolution
+from .pairspace import PairSpace, haversine_km, with_pairs
+from .problem import AlignmentProblem
+
+__all__ = ["solve_relaxation_priced"]
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 4_000_000  # dense pricing cells per chunk (32 MB of float64)
+
+
+def pooled_groups(space: PairSpace, movable: np.ndarray, size: int) -> np.ndarray:
+    """Group id per unit: runs of ``size`` movable units along a Morton curve, never across
+    eligibility pools; every locked unit alone."""
+    group = np.full(space.num_units, -1, dtype=np.int64)
+    xy = np.c_[space.unit_lon, space.unit_lat]
+    start = 0
+    for pool in np.unique(space.unit_pool):
+        idx = np.flatnonzero((space.unit_pool == pool) & movable)
+        if idx.size == 0:
+            continue
+        g = spatial_groups(xy[idx], np.ones(idx.size, bool), size)
+        group[idx] = g + start
+        start += int(g.max()) + 1
+    rest = np.flatnonzero(group < 0)
+    group[rest] = start + np.arange(rest.size)
+    return group
+
+
+class _Groups:
+    """Members, centroids and summed coefficients of each group."""
+
+    def __init__(self, space: PairSpace, problem: AlignmentProblem, group: np.ndarray):
+        self.group = group
+        self.order = np.argsort(group, kind="stable")
+        self.size = np.bincount(group)
+        self.start = np.r_[0, np.cumsum(self.size)[:-1]]
+        self.num = int(self.size.size)
+        first = self.order[self.start]
+        self.pool = space.unit_pool[first]
+        self.locked = problem.fixed_rep[first] >= 0
+        s = self.size
+        self.lat = np.bincount(group, space.unit_lat) / s
+        self.lon = np.bincount(group, space.unit_lon) / s
+        self.cost_per_km = np.bincount(group, space.cost_per_km)
+        self.hours_fixed = np.bincount(group, space.hours_fixed)
+        self.hours_per_km = np.bincount(group, space.hours_per_km)
+        self.measure = np.stack(
+            [np.bincount(group, problem.unit_measure[:, j]) for j in range(problem.num_measures)],
+            axis=1,
+        )
+
+    def members(self, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(unit, position)`` of every member of ``groups`` (position: index into
+        ``groups``)."""
+        cnt = self.size[groups]
+        pos = np.repeat(np.arange(groups.size), cnt)
+        off = np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+        return self.order[self.start[groups][pos] + off], pos
+
+
+def _price_groups(gr: _Groups, space, band, cap_dual, u, have, per_group, tol):
+    """The ``per_group`` most negative new columns of every movable group, priced from its
+    centroid: ``cost - band . measure - cap_dual * workload - u``, those below ``-tol``.
+    Returns (groups, reps)."""
+    out_g, out_r = [], []
+    for pool in np.unique(space.rep_pool):
+        reps = np.flatnonzero(space.rep_pool == pool)
+        gs = np.flatnonzero((gr.pool == pool) & ~gr.locked)
+        if gs.size == 0 or reps.size == 0:
+            continue
+        step = max(1, _CHUNK // reps.size)
+        k = min(per_group, reps.size)
+        for s in range(0, gs.size, step):
+            g = gs[s : s + step]
+            km = haversine_km(
+                gr.lat[g, None],
+                gr.lon[g, None],
+                space.rep_lat[None, reps],
+                space.rep_lon[None, reps],
+            )
+            rc = (
+                gr.cost_per_km[g, None] * km
+                - gr.measure[g] @ band[reps].T
+                - cap_dual[None, reps] * (gr.hours_fixed[g, None] + gr.hours_per_km[g, None] * km)
+                - u[g, None]
+            )
+            rc[km > space.max_km] = np.nan
+            rc[have(g, reps)] = np.nan
+            rc = np.where(np.isnan(rc), np.inf, rc)
+            idx = np.argpartition(rc, k - 1, axis=1)[:, :k]
+            vals = np.take_along_axis(rc, idx, axis=1)
+            ok = (vals < -tol[g, None]) & np.isfinite(vals)
+            out_g.append(np.broadcast_to(g[:, None], idx.shape)[ok])
+            out_r.append(reps[idx[ok]])
+    if not out_g:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(out_g), np.concatenate(out_r)
+
+
+def _initial_columns(problem, space, gr: _Groups, init_k: int) -> np.ndarray:
+    """Each group's ``init_k`` nearest eligible reps, locked units' reps and the current reps
+    of members, as ``group * num_reps + rep`` codes."""
+    r = problem.num_reps
+    cols_g, cols_r = _price_groups(
+        gr,
+        space,
+        np.zeros((r, problem.num_measures)),
+        np.zeros(r),
+        np.zeros(gr.num),
+        lambda g, reps: np.zeros((g.size, reps.size), bool),
+        init_k,
+        np.full(gr.num, -np.inf),
+    )
+    codes = np.unique(cols_g.astype(np.int64) * r + cols_r)
+    lk = np.flatnonzero(gr.locked)
+    lk_unit = gr.order[gr.start[lk]]
+    codes = np.union1d(codes, lk * r + problem.fixed_rep[lk_unit].astype(np.int64))
+    has_cur = problem.current_rep >= 0
+    codes = np.union1d(codes, gr.group[has_cur] * r + problem.current_rep[has_cur].astype(np.int64))
+    return _eligible_columns(gr, space, codes, r)
+
+
+def _group_master(
+    problem, space, gr: _Groups, left, stats, *, init_k, per_group, max_rounds, settle
+):
+    """Stage 1: column generation on the group LP. Returns the enlarged problem, the pair
+    values of the group solution, its side-row duals, and the slack it needed."""
+    side_w = None
+    r = problem.num_reps
+    codes = _initial_columns(problem, space, gr, init_k)
+    bare = np.setdiff1d(np.arange(gr.num), codes // r)
+    if bare.size:
+        # A group whose members share no eligible rep (a Morton run can jump across the
+        # map) falls apart into single units.
+        group = gr.group.copy()
+        split = np.isin(group, bare)
+        group[split] = group.max() + 1 + np.arange(int(split.sum()))
+        gr = _Groups(space, problem, np.unique(group, return_inverse=True)[1])
+        codes = _initial_columns(problem, space, gr, init_k)
+        stats["groups_split"] = int(bare.size)
+    rounds = []
+    x_pairs = y = x_problem = None
+    slack = np.inf
+    for _ in range(max_rounds):
+        if left() <= 0:
+            break
+        tr = time.perf_counter()
+        cg, cr = codes // r, codes % r
+        units, pos = gr.members(cg)
+        reps = cr[pos]
+        problem = with_pairs(problem, space, units, reps)
+        pairs = problem.pair_index(units, reps)
+        side, lo, hi, var_lo = _side_rows(problem)
+        if side_w is None:
+            side_w = _row_weight(lo, hi)
+        p, nc = problem.num_pairs, codes.size
+        agg = sp.csr_matrix((np.ones(pairs.size), (pairs, pos)), shape=(p, nc))
+        g_side = (side @ agg).tocsr()
+        g_cost = agg.T @ problem.pair_cost
+        g_assign = sp.csr_matrix((np.ones(nc), (cg, np.arange(nc))), shape=(gr.num, nc))
+        g_var_lo = (agg.T @ var_lo) / gr.size[cg]
+        res, yv, slack = _elastic_solve(
+            g_cost, g_side, lo, hi, g_var_lo, np.ones(nc), g_assign, side_w, max(0.1, left())
+        )
+        if res.status not in ("OPTIMAL", "FEASIBLE"):
+            rounds.append({"columns": int(nc), "status": res.status})
+            break
+        scale = float(np.mean(g_cost[g_cost > 0])) if np.any(g_cost > 0) else 1.0
+        u = res.y[: gr.num] * scale
+        y = _clip_duals(yv, lo, hi)
+        x_pairs, x_problem = agg @ res.x[:nc], problem
+        band, cap = _duals_by_rep(problem, y)
+        have_set = codes
+
+        def have(g, reps, have_set=have_set):
+            c = g[:, None] * r + reps[None, :]
+            return np.isin(c, have_set)
+
+        tol = 1e-7 * np.maximum(np.abs(u), 1.0)
+        ng, nr_ = _price_groups(gr, space, band, cap, u, have, per_group, tol)
+        new = _eligible_columns(gr, space, np.unique(ng * r + nr_), r)
+        rounds.append(
+            {
+                "columns": int(nc),
+                "lp_s": round(res.runtime_s, 3),
+                "slack": slack,
+                "objective": float(g_cost @ res.x[:nc]),
+                "new_columns": int(new.size),
+                "round_s": round(time.perf_counter() - tr, 3),
+            }
+        )
+        log.info("group master round %d: %s", len(rounds), rounds[-1])
+        # Centroid pricing tails off (a column can price out from the centroid and not for
+        # its members); once the master is feasible and few columns price out, the unit
+        # sifting that follows does the rest far cheaper.
+        if new.size == 0 or (slack <= 1e-7 and new.size < settle * gr.num):
+            break
+        codes = np.union1d(codes, new)
+    stats["group_master"] = rounds
+    stats["groups"] = gr.num
+    if x_pairs is not None and x_problem is not problem:
+        x_pairs = _carry(x_problem, problem, x_pairs)
+    return problem, x_pairs, y, slack
+
+
+def _eligible_columns(gr: _Groups, space: PairSpace, codes: np.ndarray, r: int) -> np.ndarray:
+    """The columns whose rep every member of the group may take."""
+    if codes.size == 0:
+        return codes
+    cg, cr = codes // r, codes % r
+    units, pos = gr.members(cg)
+    ok = space.eligible(units, cr[pos])
+    bad = np.zeros(codes.size, bool)
+    bad[pos[~ok]] = True
+    return codes[~bad]
+
+
+def _sift(
+    problem,
+    space,
+    x,
+    y,
+    movable,
+    left,
+    stats,
+    bound,
+    limits,
+    *,
+    free_share,
+    keep_k,
+    gap_target,
+    max_rounds,
+    per_unit,
+    add_pairs=True,
+):
+    """Stage 2: sifting over the unit LP with full pricing after each solve. ``limits`` are
+    the side rows' true ``(lo, hi)`` the bound is stated against (the LP may use tighter
+    ones)."""
+    share = free_share
+    status = "UNKNOWN"
+    best_y, bound_all = y, bound
+    rounds = []
+    for _ in range(max_rounds):
+        if left() <= 0:
+            break
+        tr = time.perf_counter()
+        side, lo, hi, var_lo = _side_rows(problem)
+        weight = _row_weight(lo, hi)
+        p = problem.num_pairs
+        rc = _reduced(problem, side, y)
+        best_pair, _, margin = _best_two(problem, rc)
+        whole = x >= 1 - 1e-6
+        frac_units = np.unique(problem.pair_unit[(x > 1e-6) & ~whole])
+        finite = np.isfinite(margin)
+        cut = np.quantile(margin[finite], share) if finite.any() else 0.0
+        free = (margin <= cut) & finite
+        free[frac_units] = True
+        free[problem.pair_unit[best_pair[x[best_pair] < 1 - 1e-6]]] = True
+        free &= movable
+        fixed_pair = np.flatnonzero(whole & ~free[problem.pair_unit])
+        x_fix = np.zeros(p)
+        x_fix[fixed_pair] = 1.0
+        used = side @ x_fix
+        pairs = np.flatnonzero(free[problem.pair_unit])
+        order = np.lexsort((rc[pairs], problem.pair_unit[pairs]))
+        pairs = pairs[order]
+        pu = problem.pair_unit[pairs]
+        first = np.r_[True, pu[1:] != pu[:-1]]
+        pos = np.arange(pairs.size)
+        rank = pos - np.maximum.accumulate(np.where(first, pos, 0))
+        pairs = np.sort(pairs[(rank < keep_k) | (x[pairs] > 1e-9)])
+        free_units, unit_row = np.unique(problem.pair_unit[pairs], return_inverse=True)
+        assign = sp.csr_matrix(
+            (np.ones(pairs.size), (unit_row, np.arange(pairs.size))),
+            shape=(free_units.size, pairs.size),
+        )
+        res, y2, slack = _elastic_solve(
+            problem.pair_cost[pairs],
+            side[:, pairs],
+            lo - used,
+            hi - used,
+            var_lo[pairs],
+            np.ones(pairs.size),
+            assign,
+            weight,
+            max(0.1, left()),
+        )
+        info = {
+            "free_units": int(free_units.size),
+            "pairs": int(pairs.size),
+            "lp_s": round(res.runtime_s, 3),
+            "slack": slack,
+        }
+        if res.status not in ("OPTIMAL", "FEASIBLE"):
+            info["status"] = res.status
+            rounds.append(info)
+            break
+        if slack > 1e-7:
+            # The fixed units crowd out a plan: free more and keep the last good duals.
+            share = min(1.0, 2 * share)
+            rounds.append(info)
+            continue
+        x = x_fix
+        x[pairs] = res.x[: pairs.size]
+        y = _clip_duals(y2, lo, hi)
+        status = "FEASIBLE"
+        objective = float(problem.pair_cost @ x)
+        # Price every eligible pair: the all-pairs bound, and the pairs worth adding.
+        tp = time.perf_counter()
+        rc = _reduced(problem, side, y)
+        locked = problem.fixed_rep >= 0
+        cand_best = np.minimum.reduceat(rc, problem.cand_indptr[:-1])
+        if locked.any():
+            lu = np.flatnonzero(locked)
+            cand_best[lu] = rc[problem.pair_index(lu, problem.fixed_rep[lu])]
+        band, cap = _duals_by_rep(problem, y)
+        units, reps, least = space.price(
+            problem.unit_measure,
+            band,
+            cap,
+            np.where(locked, -np.inf, cand_best - 1e-9 * np.abs(cand_best)),
+            per_unit=per_unit,
+        )
+        least = np.where(locked, cand_best, np.minimum(least, cand_best))
+        b = float(least.sum()) + _rows_term(_clip_duals(y, *limits), *limits)
+        if b > bound_all:
+            bound_all, best_y = b, y
+        info.update(
+            objective=objective,
+            bound=b,
+            added_pairs=int(units.size),
+            pricing_s=round(time.perf_counter() - tp, 3),
+            round_s=round(time.perf_counter() - tr, 3),
+        )
+        rounds.append(info)
+        log.info("sifting round %d: %s", len(rounds), info)
+        if objective - bound_all <= gap_target * abs(bound_all):
+            break
+        if units.size and add_pairs:
+            # New pairs enter with value 0: the current x stays a solution.
+            old = problem
+            problem = with_pairs(problem, space, units, reps)
+            x = _carry(old, problem, x)
+        share = free_share
+    stats["sifting"] = rounds
+    return problem, x, best_y, y, bound_all, status
+
+
+def _carry(old: AlignmentProblem, new: AlignmentProblem, x: np.ndarray) -> np.ndarray:
+    """Pair values of ``old`` moved onto ``new``'s pairs (a superset)."""
+    nz = np.flatnonzero(x)
+    out = np.zeros(new.num_pairs)
+    out[new.pair_index(old.pair_unit[nz], old.cand_rep[nz])] = x[nz]
+    return out
+
+
+def _pulled_in(problem: AlignmentProblem, margin: float, capacity_margin: float):
+    """The problem with every two-sided band narrowed by ``margin`` of its half-width on
+    each side and every finite capacity lowered by ``capacity_margin``: a relaxation solved
+    there rounds to a plan that rarely breaks the real limits."""
+    lo, hi = problem.measure_lo, problem.measure_hi
+    both = np.isfinite(lo) & np.isfinite(hi)
+    pad = np.where(both, margin * 0.5 * (hi - lo), 0.0)
+    cap = problem.capacity_h
+    return replace(
+        problem,
+        measure_lo=np.where(both, lo + pad, lo),
+        measure_hi=np.where(both, hi - pad, hi),
+        capacity_h=np.where(np.isfinite(cap), cap * (1 - capacity_margin), cap),
+    )
+
+
+def solve_relaxation_priced(
+    problem: AlignmentProblem,
+    space: PairSpace,
+    *,
+    time_limit_s: float = 60.0,
+    margin: float = 0.15,
+    capacity_margin: float = 0.005,
+    group_size: int = 10,
+    init_k: int = 8,
+    per_group: int = 6,
+    max_group_rounds: int = 20,
+    settle: float = 0.01,
+    free_share: float = 0.15,
+    keep_k: int = 4,
+    per_unit: int = 2,
+    max_sift_rounds: int = 12,
+    gap_target: float = 0.002,
+    pin_rounds: int = 2,
+) -> tuple[AlignmentProblem, LpSolution]:
+    """The relaxation over every eligible pair of ``space``: an almost integral plan and a
+    lower bound valid for every plan over the whole space.
+
+    The LPs are solved with limits pulled inward (``margin`` of each band's half-width,
+    ``capacity_margin`` of each capacity; see :func:`_pulled_in`) so that rounding their
+    few split units rarely breaks a real limit; the bound is stated against the real
+    limits, so it stays valid. Where the pulled-in limits leave no plan, the real ones
+    are used.
+
+    Returns the enlarged problem (the input's candidates plus every pair generated; units,
+    reps and limits unchanged) and its relaxed solution. The solution's ``bound`` is the
+    best all-pairs Lagrangian bound (currency*km for the default cost); its status is
+    ``FEASIBLE`` when a slack-free solution was found, ``INFEASIBLE`` when even the group
+    master with the real limits over every priced column needed slack (no plan exists over
+    the space, up to the grouping: the caller should confirm with an exact model), else
+    ``UNKNOWN``.
+    """
+    t0 = time.perf_counter()
+
+    def left() -> float:
+        return time_limit_s - (time.perf_counter() - t0)
+
+    stats: dict = {"margin": margin, "capacity_margin": capacity_margin}
+    movable = problem.fixed_rep < 0
+    _, lo_true, hi_true, _ = _side_rows(problem)
+    pulled = _pulled_in(problem, margin, capacity_margin) if margin or capacity_margin else None
+    # Coarse groups can make a feasible book look infeasible (a group's members cannot be
+    # picked apart): with slack left, the groups shrink, down to single units; pulled-in
+    # limits fall back to the real ones first.
+    work, size = problem, group_size
+    attempts = [(pulled, group_size)] if pulled is not None else []
+    while True:
+        attempts.append((None, size))
+        if size == 1:
+            break
+        size = max(1, size // 3)
+    for limits, size in attempts:
+        gr = _Groups(space, problem, pooled_groups(space, movable, size))
+        start = work if limits is None else limits
+        if limits is None:
+            start = replace(
+                work,
+                measure_lo=problem.measure_lo,
+                measure_hi=problem.measure_hi,
+                capacity_h=problem.capacity_h,
+            )
+        budget = 0.6 * left()
+        t1 = time.perf_counter()
+        work, x, y, slack = _group_master(
+            start,
+            space,
+            gr,
+            lambda t1=t1, budget=budget: budget - (time.perf_counter() - t1),
+            stats,
+            init_k=init_k,
+            per_group=per_group,
+            max_rounds=max_group_rounds,
+            settle=settle,
+        )
+        stats.setdefault("attempts", []).append(
+            {"group_size": size, "pulled_in": limits is not None, "slack": slack}
+        )
+        if x is None or slack <= 1e-7 or left() <= 0:
+            break
+        log.info("group master needed slack (group size %d): trying finer", size)
+    exact_groups = size == 1
+    stats["group_master_s"] = round(time.perf_counter() - t0, 3)
+
+    def out(status, x, bound, y=None):
+        final = replace(
+            work,
+            measure_lo=problem.measure_lo,
+            measure_hi=problem.measure_hi,
+            capacity_h=problem.capacity_h,
+        )
+        x = np.zeros(final.num_pairs) if x is None else x
+        objective = float(final.pair_cost @ x) if status == "FEASIBLE" else np.nan
+        stats.update(bound=bound, objective=objective, pairs=final.num_pairs)
+        sol = LpSolution(status, x, objective, bound, time.perf_counter() - t0, "highs-colgen")
+        object.__setattr__(sol, "stats", stats)
+        object.__setattr__(sol, "duals", y)
+        return final, sol
+
+    if x is None:
+        return out("UNKNOWN", None, -np.inf)
+    if slack > 1e-7:
+        last = stats["group_master"][-1]
+        proof = exact_groups and last.get("new_columns") == 0
+        return out("INFEASIBLE" if proof else "UNKNOWN", None, -np.inf)
+    work, x, best_y, _, bound, _ = _sift(
+        work,
+        space,
+        x,
+        y,
+        movable,
+        left,
+        stats,
+        -np.inf,
+        (lo_true, hi_true),
+        free_share=free_share,
+        keep_k=keep_k,
+        gap_target=gap_target,
+        max_rounds=max_sift_rounds,
+        per_unit=per_unit,
+    )
+    # Units too big to round (their measure exceeds the pulled-in margin of a band, such
+    # as split whales) are pinned whole to the rep holding their larger share, and the
+    # unit LP is solved again around them; pinning restricts the problem, so the bound
+    # found before stays valid and is kept.
+    for _ in range(pin_rounds):
+        if left() <= 1:
+            break
+        lp = LpSolution("FEASIBLE", x, 0.0, bound, 0.0, "")
+        split = lp.split_units(work)
+        pad = margin * 0.5 * (problem.measure_hi - problem.measure_lo)
+        rounded = lp.rounded(work)
+        big = split[np.any(work.unit_measure[split] > 0.5 * pad[rounded[split]], axis=1)]
+        stats.setdefault("pinned", []).append(int(big.size))
+        if big.size == 0:
+            break
+        pinned = replace(
+            work,
+            fixed_rep=np.where(np.isin(np.arange(work.num_units), big), rounded, work.fixed_rep),
+        )
+        keep = ~(np.isin(work.pair_unit, big) & (work.cand_rep != rounded[work.pair_unit]))
+        x_pin = np.where(keep, x, 0.0)
+        x_pin[work.pair_index(big, rounded[big])] = 1.0
+        sub_stats: dict = {}
+        pinned, x_new, _, _, _, status = _sift(
+            pinned,
+            space,
+            x_pin,
+            best_y,
+            pinned.fixed_rep < 0,
+            left,
+            sub_stats,
+            -np.inf,
+            (lo_true, hi_true),
+            free_share=free_share,
+            keep_k=keep_k,
+            gap_target=gap_target,
+            max_rounds=2,
+            per_unit=per_unit,
+        )
+        stats.setdefault("pin_sifting", []).append(sub_stats.get("sifting"))
+        if status != "FEASIBLE":
+            break
+        work = replace(pinned, fixed_rep=problem.fixed_rep)
+        x = x_new
+    return out("FEASIBLE", x, bound, best_y)
+
+
+def fixing_subproblem(
+    problem: AlignmentProblem, plan: np.ndarray, free: np.ndarray, pairs: np.ndarray
+) -> AlignmentProblem:
+    """The units ``free`` (sorted) over the candidate ``pairs`` (sorted, of free units only),
+    every other unit fixed on its rep in ``plan``: every limit less what the fixed units
+    already use or keep. Reps keep their indices."""
+    r = problem.num_reps
+    is_free = np.zeros(problem.num_units, bool)
+    is_free[free] = True
+    stay = np.flatnonzero(~is_free)
+    stay_pairs = problem.pair_index(stay, plan[stay])
+    fixed_meas = np.stack(
+        [
+            np.bincount(plan[stay], weights=problem.unit_measure[stay, j], minlength=r)
+            for j in range(problem.num_measures)
+        ],
+        axis=1,
+    )
+    fixed_work = np.bincount(plan[stay], weights=problem.pair_workload_h[stay_pairs], minlength=r)
+    outside = plan.copy()
+    outside[free] = -1
+    kept, kept_total = problem.kept(outside)
+    sub_unit = np.searchsorted(free, problem.pair_unit[pairs])
+    return AlignmentProblem(
+        cand_indptr=np.r_[0, np.cumsum(np.bincount(sub_unit, minlength=free.size))],
+        cand_rep=problem.cand_rep[pairs],
+        pair_cost=problem.pair_cost[pairs],
+        pair_workload_h=problem.pair_workload_h[pairs],
+        unit_measure=problem.unit_measure[free],
+        measure_lo=problem.measure_lo - fixed_meas,
+        measure_hi=problem.measure_hi - fixed_meas,
+        measure_target=problem.measure_target - fixed_meas,
+        capacity_h=np.maximum(problem.capacity_h - fixed_work, 0.0),
+        fixed_rep=problem.fixed_rep[free],
+        current_rep=problem.current_rep[free],
+        measure_names=problem.measure_names,
+        keep_measure=problem.keep_measure[free],
+        keep_min=np.maximum(problem.keep_min - kept, 0.0),
+        keep_min_total=np.maximum(problem.keep_min_total - kept_total, 0.0),
+        keep_names=problem.keep_names,
+    )
+
+
+def round_by_fixing(
+    problem: AlignmentProblem,
+    lp: LpSolution,
+    *,
+    time_left,
+    share: float = 0.01,
+    keep_k: int = 3,
+    attempts: int = 4,
+    solve_sub=None,
+) -> tuple[np.ndarray | None, list[dict]]:
+    """Round a relaxed solution by a small MIP: units the LP splits, and the ``share`` of
+    units with the narrowest reduced-cost margin, are re-decided exactly over their
+    ``keep_k`` best candidates (and the reps the LP gives them); every other unit keeps
+    the rep the LP gives it whole. When that MIP has no plan the free share triples.
+
+    ``solve_sub(sub, time_limit_s)`` returns a rep per sub unit or ``None`` (default: the
+    HiGHS MIP). Returns the plan (``None`` if none was found) and per-attempt statistics.
+    """
+    from .lp import solve_mip
+
+    if solve_sub is None:
+
+        def solve_sub(sub, limit):
+            sol = solve_mip(sub, time_limit_s=limit)
+            if not sol.feasible:
+                return None
+            chosen = sol.x > 0.5
+            out = np.full(sub.num_units, -1, dtype=np.int64)
+            out[sub.pair_unit[chosen]] = sub.cand_rep[chosen]
+            return out if np.all(out >= 0) else None
+
+    y = getattr(lp, "duals", None)
+    side, lo, hi, _ = _side_rows(problem)
+    rc = _reduced(problem, side, y) if y is not None else problem.pair_cost.copy()
+    _, _, margin = _best_two(problem, rc)
+    plan = lp.rounded(problem)
+    split = lp.split_units(problem)
+    movable = problem.fixed_rep < 0
+    stats = []
+    for _ in range(attempts):
+        if time_left() <= 0:
+            break
+        finite = np.isfinite(margin)
+        cut = np.quantile(margin[finite], min(1.0, share)) if finite.any() else -np.inf
+        free_mask = (margin <= cut) & finite & movable
+        free_mask[split] = True
+        free_mask &= movable
+        free = np.flatnonzero(free_mask)
+        pairs = np.flatnonzero(free_mask[problem.pair_unit])
+        order = np.lexsort((rc[pairs], problem.pair_unit[pairs]))
+        pairs = pairs[order]
+        pu = problem.pair_unit[pairs]
+        first = np.r_[True, pu[1:] != pu[:-1]]
+        pos = np.arange(pairs.size)
+        rank = pos - np.maximum.accumulate(np.where(first, pos, 0))
+        pairs = np.sort(pairs[(rank < keep_k) | (lp.x[pairs] > 1e-9)])
+        sub = fixing_subproblem(problem, plan, free, pairs)
+        t = time.perf_counter()
+        local = solve_sub(sub, max(0.1, min(time_left(), 30.0)))
+        stats.append(
+            {
+                "free_units": int(free.size),
+                "pairs": int(pairs.size),
+                "found": local is not None,
+                "s": round(time.perf_counter() - t, 3),
+            }
+        )
+        if local is not None:
+            out = plan.copy()
+            out[free] = local
+            return out, stats
+        share *= 3
+    return None, stats
+
+
+def resolve_tightened(
+    problem: AlignmentProblem,
+    space: PairSpace,
+    previous: LpSolution,
+    *,
+    time_limit_s: float,
+    free_share: float = 0.3,
+    max_rounds: int = 3,
+) -> LpSolution:
+    """The relaxation of ``problem`` (the enlarged problem of
+    :func:`solve_relaxation_priced` with some limits tightened) by sifting from the
+    ``previous`` solution, over the same pairs. Its ``bound`` is for the tightened problem
+    only, so callers keep the earlier one."""
+    t0 = time.perf_counter()
+    _, lo, hi, _ = _side_rows(problem)
+    stats: dict = {}
+    _, x, _, y, _, status = _sift(
+        problem,
+        space,
+        previous.x,
+        previous.duals,
+        problem.fixed_rep < 0,
+        lambda: time_limit_s - (time.perf_counter() - t0),
+        stats,
+        -np.inf,
+        (lo, hi),
+        free_share=free_share,
+        keep_k=4,
+        gap_target=1.0,
+        max_rounds=max_rounds,
+        per_unit=1,
+        add_pairs=False,
+    )
+    sol = LpSolution(
+        status,
+        x,
+        float(problem.pair_cost @ x),
+        -np.inf,
+        time.perf_counter() - t0,
+        "highs-colgen",
+    )
+    object.__setattr__(sol, "stats", stats)
+    object.__setattr__(sol, "duals", y)
+    return sol
