@@ -162,7 +162,11 @@ def solve(
         lp = solve_relaxation_at_scale(
             problem, unit_xy=unit_xy, time_limit_s=0.25 * settings.time_limit_s
         )
-        if lp.status != "FEASIBLE":
+        if lp.status == "FEASIBLE":
+            # Tightened re-solves stay staged: the exact LP at this size outlasts any limit.
+            def relax(tightened, limit, previous):
+                return solve_relaxation_at_scale(tightened, unit_xy=unit_xy, time_limit_s=limit)
+        else:
             stats["staged_relaxation"] = getattr(lp, "stats", None)
             log.info("candidates too narrow for the relaxation: pricing every eligible pair")
             problem, lp = solve_relaxation_priced(problem, space, time_limit_s=0.6 * left())
