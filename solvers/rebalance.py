@@ -35,6 +35,7 @@ import numpy as np
 import scipy.sparse as sp
 from ortools.sat.python import cp_model
 
+from .align import _relax
 from .align import _round_and_repair as round_and_repair
 from .check import check_plan
 from .cpsat import solve_cpsat
@@ -437,8 +438,13 @@ def _least_disruption(
     if lp.feasible:
         # The engine's rounding: where rounding breaks a rep's limit, tighten that limit
         # by what it broke it by and solve the relaxation again (a few rounds).
-        stats["rounding"] = round_and_repair(
-            problem, lp, consider, lambda: 0.6 * left(), max_rounds=8
+        stats["rounding"], _ = round_and_repair(
+            problem,
+            lp,
+            consider,
+            lambda: 0.6 * left(),
+            lambda tightened, limit, previous: _relax(tightened, limit, None),
+            max_rounds=8,
         )
         if found:
             report = check_plan(problem, found[0])
