@@ -21,7 +21,14 @@ from .lp import solve_mip
 from .problem import AlignmentProblem
 from .settings import SolveSettings
 
-__all__ = ["LnsStats", "improve", "rep_neighbours", "subproblem"]
+__all__ = [
+    "LnsStats",
+    "improve",
+    "repair_by_neighbourhoods",
+    "rep_neighbours",
+    "restricted",
+    "subproblem",
+]
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +69,6 @@ def subproblem(
     """
     in_group = np.zeros(problem.num_reps, dtype=bool)
     in_group[group] = True
-    local = np.full(problem.num_reps, -1, dtype=np.int64)
-    local[group] = np.arange(group.size)
     pair_ok = in_group[problem.cand_rep] & in_group[plan[problem.pair_unit]]
     pair_ok &= problem.fixed_rep[problem.pair_unit] < 0
     options = np.bincount(problem.pair_unit[pair_ok], minlength=problem.num_units)
@@ -72,30 +77,55 @@ def subproblem(
         return None
     keep = pair_ok & (options[problem.pair_unit] >= 2)
     pairs = np.flatnonzero(keep)
+    return restricted(problem, plan, free, pairs, group), free, pairs
+
+
+def restricted(
+    problem: AlignmentProblem,
+    plan: np.ndarray,
+    free: np.ndarray,
+    pairs: np.ndarray,
+    group: np.ndarray,
+) -> AlignmentProblem:
+    """The units ``free`` (sorted) over the candidate ``pairs`` (sorted, of free units to
+    reps in ``group``, sorted rep indices) as a problem of their own; every other unit stays
+    on its rep in ``plan`` (-1: nowhere).
+
+    Reps are local (index into ``group``). Every band, target, capacity and transfer limit
+    is the full one less what the units that stay already use or keep; ``current_rep`` and
+    ``fixed_rep`` are local (-1 outside the group).
+    """
+    r = problem.num_reps
+    local = np.full(r, -1, dtype=np.int64)
+    local[group] = np.arange(group.size)
+    in_group = local >= 0
     sub_unit = np.searchsorted(free, problem.pair_unit[pairs])
     indptr = np.r_[0, np.cumsum(np.bincount(sub_unit, minlength=free.size))]
 
     stay = np.ones(problem.num_units, dtype=bool)
     stay[free] = False
-    stay &= in_group[plan]
+    stay &= (plan >= 0) & in_group[np.maximum(plan, 0)]
     stay_units = np.flatnonzero(stay)
     stay_pairs = problem.pair_index(stay_units, plan[stay_units])
     g = group.size
-    fixed_meas = np.zeros((g, problem.num_measures))
-    for j in range(problem.num_measures):
-        fixed_meas[:, j] = np.bincount(
-            local[plan[stay_units]], weights=problem.unit_measure[stay_units, j], minlength=g
-        )
-    fixed_work = np.bincount(
-        local[plan[stay_units]], weights=problem.pair_workload_h[stay_pairs], minlength=g
-    )
+    at = local[plan[stay_units]]
+    fixed_meas = np.stack(
+        [
+            np.bincount(at, weights=problem.unit_measure[stay_units, j], minlength=g)
+            for j in range(problem.num_measures)
+        ],
+        axis=1,
+    ).reshape(g, problem.num_measures)
+    fixed_work = np.bincount(at, weights=problem.pair_workload_h[stay_pairs], minlength=g)
     # Transfer limits: what the units that do not move keep already counts toward them.
-    outside = plan.copy()
+    outside = np.asarray(plan, dtype=np.int64).copy()
     outside[free] = -1
     kept, kept_total = problem.kept(outside)
-    cur_free = problem.current_rep[free]
-    sub_current = np.where(cur_free >= 0, local[np.maximum(cur_free, 0)], -1)
-    sub = AlignmentProblem(
+
+    def to_local(reps: np.ndarray) -> np.ndarray:
+        return np.where(reps >= 0, local[np.maximum(reps, 0)], -1)
+
+    return AlignmentProblem(
         cand_indptr=indptr,
         cand_rep=local[problem.cand_rep[pairs]],
         pair_cost=problem.pair_cost[pairs],
@@ -106,15 +136,14 @@ def subproblem(
         measure_target=problem.measure_target[group] - fixed_meas,
         # The checker allows rounding noise, so a full rep can show a hair below zero.
         capacity_h=np.maximum(problem.capacity_h[group] - fixed_work, 0.0),
-        fixed_rep=np.full(free.size, -1),
-        current_rep=sub_current,
+        fixed_rep=to_local(problem.fixed_rep[free]),
+        current_rep=to_local(problem.current_rep[free]),
         measure_names=problem.measure_names,
         keep_measure=problem.keep_measure[free],
         keep_min=np.maximum(problem.keep_min[group] - kept[group], 0.0),
         keep_min_total=np.maximum(problem.keep_min_total - kept_total, 0.0),
         keep_names=problem.keep_names,
     )
-    return sub, free, pairs
 
 
 def improve(

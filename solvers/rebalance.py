@@ -46,7 +46,7 @@ from .cpsat.locks import add_locks
 from .cpsat.transfer import add_transfer
 from .cpsat.variables import new_pair_vars
 from .greedy import repair, solve_greedy
-from .lns import rep_neighbours, subproblem
+from .lns import rep_neighbours, restricted, subproblem
 from .lp import solve_relaxation
 from .mathopt_lp import solve_lp
 from .problem import AlignmentProblem
@@ -216,8 +216,6 @@ def region_subproblem(
     """
     reps = np.asarray(reps, bool)
     group = np.flatnonzero(reps)
-    local = np.full(problem.num_reps, -1, dtype=np.int64)
-    local[group] = np.arange(group.size)
     cur = problem.current_rep.astype(np.int64)
     pu = problem.pair_unit
     orphan = cur < 0
@@ -228,46 +226,7 @@ def region_subproblem(
         return None
     free = np.flatnonzero(free_unit & (options >= 1))
     pairs = np.flatnonzero(pair_ok & (options[pu] >= 1))
-    sub_unit = np.searchsorted(free, pu[pairs])
-    indptr = np.r_[0, np.cumsum(np.bincount(sub_unit, minlength=free.size))]
-    plan = cur.copy()
-    stay_mask = np.ones(problem.num_units, bool)
-    stay_mask[free] = False
-    stay_units = np.flatnonzero(stay_mask & reps[np.maximum(plan, 0)] & (plan >= 0))
-    stay_pairs = problem.pair_index(stay_units, plan[stay_units])
-    g = group.size
-    fixed_meas = np.zeros((g, problem.num_measures))
-    for j in range(problem.num_measures):
-        fixed_meas[:, j] = np.bincount(
-            local[plan[stay_units]], weights=problem.unit_measure[stay_units, j], minlength=g
-        )
-    fixed_work = np.bincount(
-        local[plan[stay_units]], weights=problem.pair_workload_h[stay_pairs], minlength=g
-    )
-    outside = plan.copy()
-    outside[free] = -1
-    kept, kept_total = problem.kept(outside)
-    cur_free = cur[free]
-    sub_current = np.where(cur_free >= 0, local[np.maximum(cur_free, 0)], -1)
-    sub = AlignmentProblem(
-        cand_indptr=indptr,
-        cand_rep=local[problem.cand_rep[pairs]],
-        pair_cost=problem.pair_cost[pairs],
-        pair_workload_h=problem.pair_workload_h[pairs],
-        unit_measure=problem.unit_measure[free],
-        measure_lo=problem.measure_lo[group] - fixed_meas,
-        measure_hi=problem.measure_hi[group] - fixed_meas,
-        measure_target=problem.measure_target[group] - fixed_meas,
-        capacity_h=np.maximum(problem.capacity_h[group] - fixed_work, 0.0),
-        fixed_rep=np.full(free.size, -1),
-        current_rep=sub_current,
-        measure_names=problem.measure_names,
-        keep_measure=problem.keep_measure[free],
-        keep_min=np.maximum(problem.keep_min[group] - kept[group], 0.0),
-        keep_min_total=np.maximum(problem.keep_min_total - kept_total, 0.0),
-        keep_names=problem.keep_names,
-    )
-    return sub, free, group, pairs
+    return restricted(problem, cur, free, pairs, group), free, group, pairs
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ import pytest
 
 import solvers.align as align
 from solvers.check import check_plan
-from solvers.colgen import fixing_subproblem, solve_relaxation_priced
-from solvers.lns import repair_by_neighbourhoods
+from solvers.colgen import solve_relaxation_priced
+from solvers.lns import repair_by_neighbourhoods, restricted
 from solvers.lp import solve_mip, solve_relaxation
 from solvers.pairspace import PairSpace, with_pairs
 from solvers.problem import AlignmentProblem
@@ -127,13 +127,13 @@ def test_engine_prices_every_pair_when_the_candidates_fail(monkeypatch):
     assert res.objective >= best.objective * (1 - 1e-7)
 
 
-def test_fixing_subproblem_adds_back_to_a_checked_plan():
+def test_restricted_problem_over_every_rep_adds_back_to_a_checked_plan():
     space, problem, full = _instance(5)
     best = solve_mip(full, time_limit_s=30)
     plan = best.rounded(full)
     free = np.arange(0, full.num_units, 3)
     pairs = np.flatnonzero(np.isin(full.pair_unit, free))
-    sub = fixing_subproblem(full, plan, free, pairs)
+    sub = restricted(full, plan, free, pairs, np.arange(full.num_reps))
     sol = solve_mip(sub, time_limit_s=30)
     assert sol.feasible
     chosen = sol.x > 0.5
