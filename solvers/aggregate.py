@@ -167,6 +167,58 @@ def _row_weight(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return w
 
 
+def _refine_lp(problem, side, lo, hi, var_lo, weight, x, y, movable, share, keep_k, limit_s):
+    """One refinement LP: free the units in doubt, fix the rest where ``x`` has them whole.
+
+    Free are the ``share`` of units with the narrowest reduced-cost margin under duals
+    ``y``, every unit ``x`` splits, and every unit whose best pair by reduced cost is not
+    where ``x`` has it; each keeps its ``keep_k`` best candidates and its current share, so
+    ``x`` stays a solution of the LP. Fixed units shift every limit by what they use. The LP
+    is elastic (:func:`_elastic_solve`).
+
+    Returns the LP result, its side duals and slack, the fixed units' pair values, the LP's
+    pairs (indices into the problem's pairs) and the number of free units.
+    """
+    rc = _reduced(problem, side, y)
+    best_pair, _, margin = _best_two(problem, rc)
+    whole = x >= 1 - 1e-6
+    frac_units = np.unique(problem.pair_unit[(x > 1e-6) & ~whole])
+    finite = np.isfinite(margin)
+    cut = np.quantile(margin[finite], share) if finite.any() else 0.0
+    free = (margin <= cut) & finite
+    free[frac_units] = True
+    free[problem.pair_unit[best_pair[x[best_pair] < 1 - 1e-6]]] = True
+    free &= movable
+    x_fix = np.zeros(problem.num_pairs)
+    x_fix[np.flatnonzero(whole & ~free[problem.pair_unit])] = 1.0
+    used = side @ x_fix
+    pairs = np.flatnonzero(free[problem.pair_unit])
+    order = np.lexsort((rc[pairs], problem.pair_unit[pairs]))
+    pairs = pairs[order]
+    pu = problem.pair_unit[pairs]
+    first = np.r_[True, pu[1:] != pu[:-1]]
+    pos = np.arange(pairs.size)
+    rank = pos - np.maximum.accumulate(np.where(first, pos, 0))
+    pairs = np.sort(pairs[(rank < keep_k) | (x[pairs] > 1e-9)])
+    free_units, unit_row = np.unique(problem.pair_unit[pairs], return_inverse=True)
+    assign = sp.csr_matrix(
+        (np.ones(pairs.size), (unit_row, np.arange(pairs.size))),
+        shape=(free_units.size, pairs.size),
+    )
+    res, y2, slack = _elastic_solve(
+        problem.pair_cost[pairs],
+        side[:, pairs],
+        lo - used,
+        hi - used,
+        var_lo[pairs],
+        np.ones(pairs.size),
+        assign,
+        weight,
+        limit_s,
+    )
+    return res, y2, slack, x_fix, pairs, int(free_units.size)
+
+
 def solve_relaxation_at_scale(
     problem: AlignmentProblem,
     *,
@@ -274,53 +326,23 @@ def solve_relaxation_at_scale(
     for _ in range(max_refinements):
         if left() <= 0:
             break
-        rc = _reduced(problem, side, y)
-        best_pair, _, margin = _best_two(problem, rc)
-        # Fixed units keep the rep the feasible group solution gives them whole; free are
-        # the narrowest margins and every unit that solution splits between reps. The
-        # group solution then stays feasible for the refinement LP.
-        whole = x >= 1 - 1e-6
-        frac_units = np.unique(problem.pair_unit[(x > 1e-6) & ~whole])
-        finite = np.isfinite(margin)
-        cut = np.quantile(margin[finite], share) if finite.any() else 0.0
-        free = (margin <= cut) & finite
-        free[frac_units] = True
-        # Units whose reduced cost says they belong elsewhere are free too.
-        free[problem.pair_unit[best_pair[x[best_pair] < 1 - 1e-6]]] = True
-        free &= movable
-        fixed_pair = np.flatnonzero(whole & ~free[problem.pair_unit])
-        x_fix = np.zeros(p)
-        x_fix[fixed_pair] = 1.0
-        used = side @ x_fix
-        pairs = np.flatnonzero(free[problem.pair_unit])
-        # Keep each free unit's few best candidates by reduced cost, and its current share.
-        order = np.lexsort((rc[pairs], problem.pair_unit[pairs]))
-        pairs = pairs[order]
-        pu = problem.pair_unit[pairs]
-        start = np.r_[True, pu[1:] != pu[:-1]]
-        pos = np.arange(pairs.size)
-        rank = pos - np.maximum.accumulate(np.where(start, pos, 0))
-        pairs = np.sort(pairs[(rank < num_keep_candidates) | (x[pairs] > 1e-9)])
-        free_units, unit_row = np.unique(problem.pair_unit[pairs], return_inverse=True)
-        assign = sp.csr_matrix(
-            (np.ones(pairs.size), (unit_row, np.arange(pairs.size))),
-            shape=(free_units.size, pairs.size),
-        )
-        sub = side[:, pairs]
-        res2, y2, slack2 = _elastic_solve(
-            problem.pair_cost[pairs],
-            sub,
-            lo - used,
-            hi - used,
-            var_lo[pairs],
-            np.ones(pairs.size),
-            assign,
+        res2, y2, slack2, x_fix, pairs, num_free = _refine_lp(
+            problem,
+            side,
+            lo,
+            hi,
+            var_lo,
             weight,
+            x,
+            y,
+            movable,
+            share,
+            num_keep_candidates,
             max(0.1, left()),
         )
         stats.setdefault("refine", []).append(
             {
-                "free_units": int(free_units.size),
+                "free_units": num_free,
                 "pairs": int(pairs.size),
                 "lp_s": round(res2.runtime_s, 3),
                 "slack": slack2,

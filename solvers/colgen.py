@@ -40,11 +40,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from .aggregate import (
-    _best_two,
     _clip_duals,
     _duals_by_rep,
     _elastic_solve,
     _reduced,
+    _refine_lp,
     _row_weight,
     _rows_term,
     _side_rows,
@@ -299,47 +299,22 @@ def _sift(
         tr = time.perf_counter()
         side, lo, hi, var_lo = _side_rows(problem)
         weight = _row_weight(lo, hi)
-        p = problem.num_pairs
-        rc = _reduced(problem, side, y)
-        best_pair, _, margin = _best_two(problem, rc)
-        whole = x >= 1 - 1e-6
-        frac_units = np.unique(problem.pair_unit[(x > 1e-6) & ~whole])
-        finite = np.isfinite(margin)
-        cut = np.quantile(margin[finite], share) if finite.any() else 0.0
-        free = (margin <= cut) & finite
-        free[frac_units] = True
-        free[problem.pair_unit[best_pair[x[best_pair] < 1 - 1e-6]]] = True
-        free &= movable
-        fixed_pair = np.flatnonzero(whole & ~free[problem.pair_unit])
-        x_fix = np.zeros(p)
-        x_fix[fixed_pair] = 1.0
-        used = side @ x_fix
-        pairs = np.flatnonzero(free[problem.pair_unit])
-        order = np.lexsort((rc[pairs], problem.pair_unit[pairs]))
-        pairs = pairs[order]
-        pu = problem.pair_unit[pairs]
-        first = np.r_[True, pu[1:] != pu[:-1]]
-        pos = np.arange(pairs.size)
-        rank = pos - np.maximum.accumulate(np.where(first, pos, 0))
-        pairs = np.sort(pairs[(rank < keep_k) | (x[pairs] > 1e-9)])
-        free_units, unit_row = np.unique(problem.pair_unit[pairs], return_inverse=True)
-        assign = sp.csr_matrix(
-            (np.ones(pairs.size), (unit_row, np.arange(pairs.size))),
-            shape=(free_units.size, pairs.size),
-        )
-        res, y2, slack = _elastic_solve(
-            problem.pair_cost[pairs],
-            side[:, pairs],
-            lo - used,
-            hi - used,
-            var_lo[pairs],
-            np.ones(pairs.size),
-            assign,
+        res, y2, slack, x_fix, pairs, num_free = _refine_lp(
+            problem,
+            side,
+            lo,
+            hi,
+            var_lo,
             weight,
+            x,
+            y,
+            movable,
+            share,
+            keep_k,
             max(0.1, left()),
         )
         info = {
-            "free_units": int(free_units.size),
+            "free_units": num_free,
             "pairs": int(pairs.size),
             "lp_s": round(res.runtime_s, 3),
             "slack": slack,
