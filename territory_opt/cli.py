@@ -6,6 +6,7 @@ import logging
 import sys
 import time
 import tomllib
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -94,11 +95,27 @@ def _fail(exc: Exception, code: int) -> None:
     raise typer.Exit(code)
 
 
+@contextmanager
+def _exit_codes(check_error: type[Exception] = PlanCheckError):
+    """Turn the library's errors into the command's exit codes: bad input, no plan can
+    exist, a plan failed its check (``check_error``), bad settings."""
+    try:
+        yield
+    except InputError as exc:
+        _fail(exc, EXIT_INPUT)
+    except InfeasibleError as exc:
+        _fail(exc, EXIT_INFEASIBLE)
+    except check_error as exc:
+        _fail(exc, EXIT_CHECK)
+    except ValueError as exc:
+        _fail(exc, EXIT_INPUT)
+
+
 def _run_plan(accounts, reps, history, cfg: PlanConfig, out: Path, boundaries=None) -> None:
     from .io import load_inputs
     from .pipeline import plan
 
-    try:
+    with _exit_codes():
         inputs = load_inputs(accounts, reps, history, columns=cfg.columns)
         with _LiveProgress(err_console) as progress:
             result = plan(inputs, cfg, progress=progress)
@@ -108,14 +125,6 @@ def _run_plan(accounts, reps, history, cfg: PlanConfig, out: Path, boundaries=No
 
             geo = gpd.read_file(boundaries)
         result.write(out, boundaries=geo)
-    except InputError as exc:
-        _fail(exc, EXIT_INPUT)
-    except InfeasibleError as exc:
-        _fail(exc, EXIT_INFEASIBLE)
-    except PlanCheckError as exc:
-        _fail(exc, EXIT_CHECK)
-    except ValueError as exc:
-        _fail(exc, EXIT_INPUT)
     out_console.print(result.summary(), highlight=False)
     out_console.print(
         f"Wrote {out}/: assignments.csv, territories.csv, manifest.json, map.png, summary.txt"
@@ -182,19 +191,11 @@ def _run_unit_plan(accounts, reps, history, units, cfg: PlanConfig, out: Path) -
     from .io import load_inputs
     from .unit_plan import UnitPlanCheckError, plan_units
 
-    try:
+    with _exit_codes(UnitPlanCheckError):
         inputs = load_inputs(accounts, reps, history, columns=cfg.columns)
         with _LiveProgress(err_console) as progress:
             result = plan_units(inputs, units, cfg, progress=progress)
         result.write(out)
-    except InputError as exc:
-        _fail(exc, EXIT_INPUT)
-    except InfeasibleError as exc:
-        _fail(exc, EXIT_INFEASIBLE)
-    except UnitPlanCheckError as exc:
-        _fail(exc, EXIT_CHECK)
-    except ValueError as exc:
-        _fail(exc, EXIT_INPUT)
     out_console.print(result.summary(), highlight=False)
     out_console.print(
         f"Wrote {out}/: assignments.csv, territories.csv, unit_assignments.csv, "
@@ -403,7 +404,7 @@ def capacity(
     from .capacity_plan import run_capacity_cli
 
     _logging(verbose)
-    try:
+    with _exit_codes():
         cfg = _config(config, seed=seed, workers=workers)
         result = run_capacity_cli(
             accounts,
@@ -422,14 +423,6 @@ def capacity(
             target_fte=target_fte,
         )
         result.write(out)
-    except InputError as exc:
-        _fail(exc, EXIT_INPUT)
-    except InfeasibleError as exc:
-        _fail(exc, EXIT_INFEASIBLE)
-    except PlanCheckError as exc:
-        _fail(exc, EXIT_CHECK)
-    except ValueError as exc:
-        _fail(exc, EXIT_INPUT)
     out_console.print(result.summary(), highlight=False)
     out_console.print(
         f"Wrote {out}/: capacity.csv, workload_by_tier.csv, curve.csv, new_reps.csv, "
@@ -465,7 +458,7 @@ def rebalance(
     from .rebalance import rebalance_files
 
     _logging(verbose)
-    try:
+    with _exit_codes():
         cfg = PlanConfig.from_file(config) if config else None
         with err_console.status("rebalancing ..."):
             result = rebalance_files(
@@ -484,14 +477,6 @@ def rebalance(
                 seed=seed,
                 workers=workers,
             )
-    except InputError as exc:
-        _fail(exc, EXIT_INPUT)
-    except InfeasibleError as exc:
-        _fail(exc, EXIT_INFEASIBLE)
-    except PlanCheckError as exc:
-        _fail(exc, EXIT_CHECK)
-    except ValueError as exc:
-        _fail(exc, EXIT_INPUT)
     out_console.print(result.summary(), highlight=False)
     extra = ", frontier.csv, frontier.png, frontier/" if frontier >= 2 else ""
     out_console.print(
