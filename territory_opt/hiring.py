@@ -2,8 +2,12 @@
 
 Months are numbered from the plan year's first month (0 .. 11); hiring may start
 ``lead_months`` earlier (negative months). With the monthly hazard
-``h = 1 - (1 - annual_attrition) ** (1 / 12)`` and the ramp ``ramp(n) = min(1, n / R)`` for
-the n-th month of tenure (n = 1 is the start month; ``R = ramp_months``; 0 before it):
+``h = 1 - (1 - annual_attrition) ** (1 / 12)`` and the ramp ``ramp(n) = min(1, (n - 1/2) / R)``
+for the n-th month of tenure (n = 1 is the start month; ``R = ramp_months``; 0 before it).
+Productivity rises linearly over the ramp and each month counts at its midpoint: the same
+convention as the rebalance's ramp factor (:func:`territory_opt.changes.ramp_factor`) and
+the quotas' (:func:`territory_opt.quota_algorithms.ramp_factor`), so one 6-month ramp means
+0.75 of a year's output in every module.
 
 * an existing rep of ``fte`` who started in month ``m0`` gives, in month ``t``,
   ``fte * (1 - h) ** (t - t_first) * ramp(t - m0 + 1)`` effective FTE (``t_first`` is the
@@ -30,12 +34,13 @@ __all__ = ["HiringPlan", "ramp", "hiring_plan"]
 _SHORTFALL_WEIGHT = 1000.0
 
 
-def ramp(tenure_month: np.ndarray, ramp_months: int) -> np.ndarray:
-    """Productivity in the n-th month of tenure: 0 for n <= 0, else min(1, n / ramp_months)."""
+def ramp(tenure_month: np.ndarray, ramp_months: float) -> np.ndarray:
+    """Productivity in the n-th month of tenure (share of a full month's output): 0 for
+    n <= 0, else ``min(1, (n - 1/2) / ramp_months)``, a linear ramp at the month's midpoint."""
     n = np.asarray(tenure_month, float)
-    if ramp_months == 0:
+    if ramp_months <= 0:
         return np.where(n >= 1, 1.0, 0.0)
-    return np.where(n >= 1, np.minimum(1.0, n / ramp_months), 0.0)
+    return np.where(n >= 1, np.minimum(1.0, (n - 0.5) / ramp_months), 0.0)
 
 
 @dataclass(frozen=True, eq=False)

@@ -27,9 +27,24 @@ from territory_opt.io import load_inputs, validate_inputs
 # --- hiring ------------------------------------------------------------------------------
 
 
-def test_ramp_is_linear_to_full_productivity():
-    assert ramp(np.array([-1, 0, 1, 2, 3, 4]), 3).tolist() == [0, 0, 1 / 3, 2 / 3, 1, 1]
+def test_ramp_is_linear_to_full_productivity_at_month_midpoints():
+    np.testing.assert_allclose(
+        ramp(np.array([-1, 0, 1, 2, 3, 4]), 3), [0, 0, 1 / 6, 1 / 2, 5 / 6, 1]
+    )
     assert ramp(np.array([0, 1, 5]), 0).tolist() == [0, 1, 1]
+
+
+@pytest.mark.parametrize("months", [0, 3, 6, 12, 18])
+def test_one_ramp_convention_for_hiring_rebalance_and_quotas(months):
+    """A rep starting on 1 January: its first-year output share is the same number in the
+    hiring plan, the rebalance's ramped target and the quotas' ramp factor."""
+    from territory_opt.changes import ramp_factor as rebalance_factor
+    from territory_opt.quota_algorithms import ramp_factor as quota_factor
+
+    hiring = ramp(np.arange(1, 13), months).mean()
+    quota = quota_factor(pd.Series(pd.to_datetime(["2026-01-01"])), np.array([months]), 2026)
+    assert hiring == pytest.approx(rebalance_factor(months))
+    assert hiring == pytest.approx(float(quota[0]))
 
 
 def test_monthly_hazard_compounds_to_the_annual_rate():
@@ -40,8 +55,8 @@ def test_monthly_hazard_compounds_to_the_annual_rate():
 def test_hire_lands_early_enough_to_be_productive():
     """Two productive reps, three FTE required from month 0, ramp 2, no attrition.
 
-    A hire in month -1 works at ramp(2) = 1 by month 0; one in month 0 only at 1/2, so the
-    least-payroll plan without shortfall is exactly one hire in month -1.
+    A hire in month -2 works at ramp(3) = 1 by month 0; one in month -1 only at 3/4, so the
+    least-payroll plan without shortfall is exactly one hire in month -2.
     """
     hp = hiring_plan(
         np.array([1.0, 1.0]),
@@ -54,17 +69,18 @@ def test_hire_lands_early_enough_to_be_productive():
     )
     t = hp.table
     assert t["month"].tolist()[:3] == ["2025-11", "2025-12", "2026-01"]
-    assert t["hires"].tolist() == [0, 1] + [0] * 12
+    assert t["hires"].tolist() == [1, 0] + [0] * 12
     assert hp.total_hires == 1
     assert t.loc[t["in_plan_year"], "effective_fte"].min() == pytest.approx(3.0)
     assert t.loc[t["in_plan_year"], "shortfall_fte"].max() == pytest.approx(0.0)
-    assert t.loc[1, "effective_fte"] == pytest.approx(2.5)  # the hire's first month: 1/2
+    assert t.loc[0, "effective_fte"] == pytest.approx(2.25)  # the hire's first month: 1/4
+    assert t.loc[1, "effective_fte"] == pytest.approx(2.75)  # its second: 3/4
 
 
 def test_attrition_and_tenure_ramp_of_current_reps():
     """One rep who started in the plan's first month (ramp 4) and one veteran; 12 %/yr.
 
-    Month t of the year: veteran (1 - h)^t, newcomer (1 - h)^t x min(1, (t + 1) / 4).
+    Month t of the year: veteran (1 - h)^t, newcomer (1 - h)^t x min(1, (t + 1/2) / 4).
     Required 1.0 FTE is met throughout without hires.
     """
     s = CapacitySettings(annual_attrition=0.12, ramp_months=4)
@@ -79,7 +95,7 @@ def test_attrition_and_tenure_ramp_of_current_reps():
         lead_months=0,
     )
     months = np.arange(12)
-    expect = (1 - h) ** months * (1 + np.minimum(1, (months + 1) / 4))
+    expect = (1 - h) ** months * (1 + np.minimum(1, (months + 0.5) / 4))
     assert hp.table["effective_fte"].to_numpy() == pytest.approx(expect)
     assert hp.total_hires == 0
     assert hp.table["headcount_fte"].iloc[-1] == pytest.approx(2 * (1 - h) ** 11)
