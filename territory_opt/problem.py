@@ -11,7 +11,14 @@ from scipy.spatial import cKDTree
 from solvers.pairspace import PairSpace
 from solvers.problem import AlignmentProblem
 
-from .balance import apply_pair_rules, balance_bands, fixed_reps, keep_limits, pool_targets
+from .balance import (
+    apply_pair_rules,
+    balance_bands,
+    fixed_reps,
+    keep_limits,
+    pool_targets,
+    target_weights,
+)
 from .config import PlanConfig
 from .errors import InputError, InputProblem
 from .geo import haversine_km, nearest
@@ -113,7 +120,9 @@ def build_problem(
         raise InputError(problems)
     # Rep-side candidates: each rep also reaches its nearest accounts until they hold
     # ``rep_reach`` x its target, so reps far from the crowd can still fill their band.
-    pot_target = _targets(pot, rep_pool, acc_pool, capacity_h(reps, config.workload))
+    # The same per-rep weights as the bands (target_weight, else capacity), so a part-time
+    # rep reaches what its own band asks for.
+    pot_target = _targets(pot, rep_pool, acc_pool, target_weights(reps, config.workload))
     rows_r, cols_r = _rep_reach(lat, lon, rlat, rlon, pot, rep_pool, acc_pool, pot_target, config)
     rows += rows_r
     cols += cols_r

@@ -358,3 +358,34 @@ def test_unknown_column_mapping_is_a_config_error():
         PlanConfig.from_dict({"columns": {"accounts": {"acct": "Id"}}})
     with pytest.raises(ValueError, match=r"\[columns.deals\] is not a table"):
         PlanConfig.from_dict({"columns": {"deals": {}}})
+
+
+def test_rep_reach_follows_target_weight_not_capacity():
+    """Rep-side candidates reach accounts until they hold ``rep_reach`` x the rep's own
+    target. RB has little capacity but half the target weight: it must reach accounts
+    holding half of its (larger) target, not of a capacity-based one."""
+    accounts = pd.DataFrame(
+        {
+            "account_id": [f"A{i}" for i in range(20)],
+            "lat": 33.0 + 0.05 * np.arange(20),
+            "lon": -84.0,
+            "potential": 100.0,
+        }
+    )
+    reps = pd.DataFrame(
+        {
+            "rep_id": ["RA", "RB"],
+            "lat": [33.0, 36.0],
+            "lon": -84.0,
+            "capacity_h": [1900.0, 100.0],
+            "target_weight": [1.0, 1.0],
+        }
+    )
+    cfg = PlanConfig(num_candidates=1, rep_reach=0.5, max_travel_km=500)
+    pp = build_problem(*_frames(accounts, reps), cfg)
+    # Every account is nearest to RA, so RB's candidates are its rep-side reach only. Its
+    # target is 1,000 (half of 2,000): it reaches accounts holding at least 500, its 5
+    # nearest and more; capacity weights (5 %) would have asked for 50, one account.
+    rb_units = pp.problem.pair_unit[pp.problem.cand_rep == 1]
+    assert pp.problem.unit_measure[rb_units, 0].sum() >= 500
+    assert set(range(15, 20)) <= set(rb_units.tolist())
