@@ -54,6 +54,17 @@ def _relax(problem: AlignmentProblem, time_limit_s: float, unit_xy) -> LpSolutio
     return solve_relaxation(problem, time_limit_s=max(0.1, time_limit_s))
 
 
+def capacity_tight(problem: AlignmentProblem, ratio: float = 1.25) -> bool:
+    """Whether the reps' summed capacity is below ``ratio`` times the least workload the
+    book can need (every unit at its cheapest candidate, hours). Then the relaxation sends
+    work beyond the nearest reps, and candidate lists built from distance fall short."""
+    cap = problem.capacity_h
+    if problem.num_units == 0 or not np.all(np.isfinite(cap)):
+        return False
+    least = np.minimum.reduceat(problem.pair_workload_h, problem.cand_indptr[:-1]).sum()
+    return bool(cap.sum() < ratio * least)
+
+
 def _round_and_repair(
     problem: AlignmentProblem,
     first: LpSolution,
@@ -156,20 +167,25 @@ def solve(
 
     bound_scope = "candidate pairs"
     if space is not None and problem.num_units >= LARGE_UNITS:
-        # The staged relaxation over the candidates is fast when they suffice; when it
-        # needs slack (capacity binds and sends work beyond the nearest reps), column
-        # generation over every eligible pair takes over.
-        lp = solve_relaxation_at_scale(
-            problem, unit_xy=unit_xy, time_limit_s=0.25 * settings.time_limit_s
-        )
-        if lp.status == "FEASIBLE":
+        # The staged relaxation over the candidates is fast when they suffice; when
+        # capacity is tight, or the staged relaxation needs slack, column generation over
+        # every eligible pair takes over.
+        tight = capacity_tight(problem)
+        stats["capacity_tight"] = tight
+        lp = None
+        if not tight:
+            lp = solve_relaxation_at_scale(
+                problem, unit_xy=unit_xy, time_limit_s=0.25 * settings.time_limit_s
+            )
+        if lp is not None and lp.status == "FEASIBLE":
             # Tightened re-solves stay staged: the exact LP at this size outlasts any limit.
             def relax(tightened, limit, previous):
                 return solve_relaxation_at_scale(tightened, unit_xy=unit_xy, time_limit_s=limit)
         else:
-            stats["staged_relaxation"] = getattr(lp, "stats", None)
+            if lp is not None:
+                stats["staged_relaxation"] = getattr(lp, "stats", None)
             log.info("candidates too narrow for the relaxation: pricing every eligible pair")
-            problem, lp = solve_relaxation_priced(problem, space, time_limit_s=0.6 * left())
+            problem, lp = solve_relaxation_priced(problem, space, time_limit_s=0.75 * left())
             bound_scope = "all eligible pairs"
 
             def relax(tightened, limit, previous):

@@ -415,7 +415,12 @@ def solve_relaxation_priced(
     per_unit: int = 2,
     max_sift_rounds: int = 12,
     gap_target: float = 0.002,
-    pin_rounds: int = 2,
+    pin_rounds: int = 4,
+    pin_share: float = 0.25,
+    pin_whole_share: float = 1.0,
+    pin_free_share: float = 0.3,
+    pin_min: int = 10,
+    pin_sift_rounds: int = 4,
 ) -> tuple[AlignmentProblem, LpSolution]:
     """The relaxation over every eligible pair of ``space``: an almost integral plan and a
     lower bound valid for every plan over the whole space.
@@ -525,22 +530,31 @@ def solve_relaxation_priced(
     # Units too big to round (their measure exceeds the pulled-in margin of a band, such
     # as split whales) are pinned whole to the rep holding their larger share, and the
     # unit LP is solved again around them; pinning restricts the problem, so the bound
-    # found before stays valid and is kept.
+    # found before stays valid and is kept. Pins accumulate: a unit pinned in one round
+    # stays pinned in the next, or the next LP would split it again.
+    pins = problem.fixed_rep.copy()
     for _ in range(pin_rounds):
         if left() <= 1:
             break
         lp = LpSolution("FEASIBLE", x, 0.0, bound, 0.0, "")
         split = lp.split_units(work)
-        pad = margin * 0.5 * (problem.measure_hi - problem.measure_lo)
+        half = 0.5 * (problem.measure_hi - problem.measure_lo)
         rounded = lp.rounded(work)
-        big = split[np.any(work.unit_measure[split] > 0.5 * pad[rounded[split]], axis=1)]
-        stats.setdefault("pinned", []).append(int(big.size))
-        if big.size == 0:
+        big = split[np.any(work.unit_measure[split] > pin_share * half[rounded[split]], axis=1)]
+        if not stats.get("pinned"):
+            # The very largest units are pinned whole at once, split or not: otherwise each
+            # re-solve splits another of them.
+            whole = np.flatnonzero(
+                np.any(work.unit_measure > pin_whole_share * half[rounded], axis=1)
+                & (work.fixed_rep < 0)
+            )
+            big = np.union1d(big, whole)
+        # A handful of split units is cheaper to round and repair than another LP.
+        if big.size < (1 if not stats.get("pinned") else pin_min):
             break
-        pinned = replace(
-            work,
-            fixed_rep=np.where(np.isin(np.arange(work.num_units), big), rounded, work.fixed_rep),
-        )
+        stats.setdefault("pinned", []).append(int(big.size))
+        pins[big] = rounded[big]
+        pinned = replace(work, fixed_rep=pins.copy())
         keep = ~(np.isin(work.pair_unit, big) & (work.cand_rep != rounded[work.pair_unit]))
         x_pin = np.where(keep, x, 0.0)
         x_pin[work.pair_index(big, rounded[big])] = 1.0
@@ -555,10 +569,13 @@ def solve_relaxation_priced(
             sub_stats,
             -np.inf,
             (lo_true, hi_true),
-            free_share=free_share,
+            # Pinning shifts whole units' worth of load between reps, and rebalancing
+            # that needs chains of moves: a narrow free set leaves slack.
+            free_share=pin_free_share,
             keep_k=keep_k,
-            gap_target=gap_target,
-            max_rounds=2,
+            # The first slack-free LP is enough: its bound is for the pinned problem only.
+            gap_target=np.inf,
+            max_rounds=pin_sift_rounds,
             per_unit=per_unit,
         )
         stats.setdefault("pin_sifting", []).append(sub_stats.get("sifting"))
