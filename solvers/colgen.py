@@ -414,7 +414,7 @@ def solve_relaxation_priced(
     keep_k: int = 4,
     per_unit: int = 2,
     max_sift_rounds: int = 12,
-    gap_target: float = 0.002,
+    gap_target: float = 0.005,
     pin_rounds: int = 4,
     pin_share: float = 0.25,
     pin_whole_share: float = 1.0,
