@@ -26,7 +26,7 @@ from solvers.problem import AlignmentProblem
 from solvers.settings import SolveSettings
 
 
-def _instance(seed: int = 0, cap_share: float = 0.9):
+def _instance(seed: int = 0, cap_share: float = 0.9, whales: int = 0):
     rng = np.random.default_rng(seed)
     n = 80
     lat = 32.0 + 2.0 * rng.random(n)
@@ -34,6 +34,7 @@ def _instance(seed: int = 0, cap_share: float = 0.9):
     rlat = np.array([32.0, 32.0, 34.0, 34.0])
     rlon = np.array([-85.0, -83.0, -85.0, -83.0])
     pot = rng.lognormal(0.0, 0.4, n)
+    pot[:whales] = 4.0  # about four times the mean: above a band's half-width
     visits = rng.choice([1.0, 2.0, 4.0], n)
     space = PairSpace(
         unit_lat=lat,
@@ -153,3 +154,35 @@ def test_neighbourhood_repair_clears_a_broken_rep():
     fixed, stats = repair_by_neighbourhoods(full, broken, time_left=lambda: 20.0)
     assert check_plan(full, fixed).ok
     assert stats["fixed"] >= 1
+
+
+@pytest.mark.parametrize("seed", [1, 2, 4])
+def test_units_above_the_band_half_width_end_whole_and_the_bound_stays_valid(seed):
+    """Six whales, each above the +-10 % band's half-width; on these seeds the LP splits
+    some of them (rounding one would break a band). Pinning makes every one whole, pins from earlier
+    rounds stay pinned, and the bound stays below the LP optimum over every pair."""
+    space, problem, full = _instance(seed, whales=6)
+    half = 0.5 * (problem.measure_hi - problem.measure_lo).min()
+    whales = np.flatnonzero(problem.unit_measure[:, 0] > half)
+    assert whales.size >= 6
+    exact = solve_relaxation(full).objective
+    shares = {}
+    for rounds in (0, 4):
+        enlarged, sol = solve_relaxation_priced(
+            problem, space, time_limit_s=30, pin_rounds=rounds, pin_share=1.0, pin_min=1
+        )
+        assert sol.status == "FEASIBLE"
+        assert sol.bound <= exact + 1e-6 * abs(exact)
+        shares[rounds] = np.maximum.reduceat(sol.x, enlarged.cand_indptr[:-1])[whales]
+    assert np.any(shares[0] < 1 - 1e-6)  # without pinning the LP splits a whale
+    np.testing.assert_allclose(shares[4], 1.0, atol=1e-6)
+
+
+def test_capacity_is_tight_within_a_quarter_of_the_least_workload():
+    from dataclasses import replace
+
+    _, problem, _ = _instance()
+    assert not align.capacity_tight(problem)  # three reps without a capacity
+    least = problem.pair_workload_h.sum()  # one candidate per unit: its workload is least
+    assert align.capacity_tight(replace(problem, capacity_h=np.full(4, 0.3 * least)))
+    assert not align.capacity_tight(replace(problem, capacity_h=np.full(4, 0.32 * least)))
