@@ -285,14 +285,27 @@ def _sift(
     max_rounds,
     per_unit,
     add_pairs=True,
+    pin_after=0,
+    pin_above=None,
 ):
     """Stage 2: sifting over the unit LP with full pricing after each solve. ``limits`` are
     the side rows' true ``(lo, hi)`` the bound is stated against (the LP may use tighter
-    ones)."""
+    ones).
+
+    With ``pin_after`` > 0, after that many rounds every movable unit whose measure exceeds
+    ``pin_above`` (per rep and measure, for the rep holding its larger share) is pinned
+    whole there, and sifting goes on around the pins: the remaining rounds rebalance what
+    pinning shifted. The bound is still priced against the real locks, so it stays valid
+    for the unpinned problem. If no slack-free LP follows the pins in time, the last
+    solution before them is returned. The returned problem carries the pins in
+    ``fixed_rep``."""
     share = free_share
     status = "UNKNOWN"
     best_y, bound_all = y, bound
     rounds = []
+    fixed = problem.fixed_rep
+    before_pins = None
+    cost_scale = np.maximum.reduceat(np.abs(problem.pair_cost), problem.cand_indptr[:-1])
     for _ in range(max_rounds):
         if left() <= 0:
             break
@@ -336,17 +349,19 @@ def _sift(
         # Price every eligible pair: the all-pairs bound, and the pairs worth adding.
         tp = time.perf_counter()
         rc = _reduced(problem, side, y)
-        locked = problem.fixed_rep >= 0
+        locked = fixed >= 0
         cand_best = np.minimum.reduceat(rc, problem.cand_indptr[:-1])
         if locked.any():
             lu = np.flatnonzero(locked)
-            cand_best[lu] = rc[problem.pair_index(lu, problem.fixed_rep[lu])]
+            cand_best[lu] = rc[problem.pair_index(lu, fixed[lu])]
         band, cap = _duals_by_rep(problem, y)
         units, reps, least = space.price(
             problem.unit_measure,
             band,
             cap,
-            np.where(locked, -np.inf, cand_best - 1e-9 * np.abs(cand_best)),
+            # A pair must beat the unit's best candidate by more than rounding noise,
+            # which scales with the pair's cost (an LP's basic pairs price at zero).
+            np.where(locked, -np.inf, cand_best - 1e-9 * (np.abs(cand_best) + cost_scale)),
             per_unit=per_unit,
         )
         least = np.where(locked, cand_best, np.minimum(least, cand_best))
@@ -370,7 +385,25 @@ def _sift(
             problem = with_pairs(problem, space, units, reps)
             x = _carry(old, problem, x)
         share = free_share
+        if pin_after and len(rounds) == pin_after and before_pins is None:
+            rounded = LpSolution("FEASIBLE", x, 0.0, 0.0, 0.0, "").rounded(problem)
+            big = np.flatnonzero(
+                np.any(problem.unit_measure > pin_above[rounded], axis=1) & movable
+            )
+            if big.size:
+                before_pins = (problem, x, y)
+                pins = problem.fixed_rep.copy()
+                pins[big] = rounded[big]
+                x = _pin(problem, x, big, rounded)
+                problem = replace(problem, fixed_rep=pins)
+                movable = movable & (pins < 0)
+                status = "UNKNOWN"
+                stats["pinned_in_sifting"] = int(big.size)
     stats["sifting"] = rounds
+    if status != "FEASIBLE" and before_pins is not None:
+        problem, x, y = before_pins
+        status = "FEASIBLE"
+        stats["pinned_in_sifting"] = 0
     return problem, x, best_y, y, bound_all, status
 
 
@@ -379,6 +412,14 @@ def _carry(old: AlignmentProblem, new: AlignmentProblem, x: np.ndarray) -> np.nd
     nz = np.flatnonzero(x)
     out = np.zeros(new.num_pairs)
     out[new.pair_index(old.pair_unit[nz], old.cand_rep[nz])] = x[nz]
+    return out
+
+
+def _pin(problem: AlignmentProblem, x: np.ndarray, units: np.ndarray, reps: np.ndarray):
+    """``x`` with each of ``units`` moved whole onto its rep in ``reps`` (indexed by unit)."""
+    keep = ~(np.isin(problem.pair_unit, units) & (problem.cand_rep != reps[problem.pair_unit]))
+    out = np.where(keep, x, 0.0)
+    out[problem.pair_index(units, reps[units])] = 1.0
     return out
 
 
@@ -420,6 +461,7 @@ def solve_relaxation_priced(
     pin_whole_share: float = 1.0,
     pin_free_share: float = 0.3,
     pin_min: int = 10,
+    pin_whole_after: int = 7,
     pin_sift_rounds: int = 4,
 ) -> tuple[AlignmentProblem, LpSolution]:
     """The relaxation over every eligible pair of ``space``: an almost integral plan and a
@@ -511,6 +553,7 @@ def solve_relaxation_priced(
         last = stats["group_master"][-1]
         proof = exact_groups and last.get("new_columns") == 0
         return out("INFEASIBLE" if proof else "UNKNOWN", None, -np.inf)
+    half = 0.5 * (problem.measure_hi - problem.measure_lo)
     work, x, best_y, _, bound, _ = _sift(
         work,
         space,
@@ -526,22 +569,24 @@ def solve_relaxation_priced(
         gap_target=gap_target,
         max_rounds=max_sift_rounds,
         per_unit=per_unit,
+        pin_after=pin_whole_after if pin_rounds else 0,
+        pin_above=pin_whole_share * half,
     )
+    pins = work.fixed_rep.copy()
+    work = replace(work, fixed_rep=problem.fixed_rep)
     # Units too big to round (their measure exceeds the pulled-in margin of a band, such
     # as split whales) are pinned whole to the rep holding their larger share, and the
     # unit LP is solved again around them; pinning restricts the problem, so the bound
     # found before stays valid and is kept. Pins accumulate: a unit pinned in one round
     # stays pinned in the next, or the next LP would split it again.
-    pins = problem.fixed_rep.copy()
     for _ in range(pin_rounds):
         if left() <= 1:
             break
         lp = LpSolution("FEASIBLE", x, 0.0, bound, 0.0, "")
         split = lp.split_units(work)
-        half = 0.5 * (problem.measure_hi - problem.measure_lo)
         rounded = lp.rounded(work)
         big = split[np.any(work.unit_measure[split] > pin_share * half[rounded[split]], axis=1)]
-        if not stats.get("pinned"):
+        if not stats.get("pinned") and not stats.get("pinned_in_sifting"):
             # The very largest units are pinned whole at once, split or not: otherwise each
             # re-solve splits another of them.
             whole = np.flatnonzero(
@@ -555,14 +600,11 @@ def solve_relaxation_priced(
         stats.setdefault("pinned", []).append(int(big.size))
         pins[big] = rounded[big]
         pinned = replace(work, fixed_rep=pins.copy())
-        keep = ~(np.isin(work.pair_unit, big) & (work.cand_rep != rounded[work.pair_unit]))
-        x_pin = np.where(keep, x, 0.0)
-        x_pin[work.pair_index(big, rounded[big])] = 1.0
         sub_stats: dict = {}
         pinned, x_new, _, _, _, status = _sift(
             pinned,
             space,
-            x_pin,
+            _pin(work, x, big, rounded),
             best_y,
             pinned.fixed_rep < 0,
             left,
