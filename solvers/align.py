@@ -73,8 +73,8 @@ def _round_and_repair(
     relax: Callable[[AlignmentProblem, float, LpSolution], LpSolution],
     max_rounds: int = 6,
 ) -> tuple[dict, np.ndarray]:
-    """Round the relaxation; where rounding breaks a rep's band or capacity, tighten that
-    rep's limits by what it broke them by, re-solve, and round again.
+    """Round the relaxation; where rounding breaks a rep's band, capacity or transfer limit,
+    tighten that limit by what it broke it by, re-solve, and round again.
 
     An LP vertex puts most reps exactly on a limit, so rounding its few split units tips
     some over and leaves nobody slack to give a unit back. Tightening only the reps that
@@ -83,6 +83,7 @@ def _round_and_repair(
     """
     lo, hi = problem.measure_lo.copy(), problem.measure_hi.copy()
     cap = problem.capacity_h.copy()
+    keep_min, keep_total = problem.keep_min.copy(), problem.keep_min_total.copy()
     lp = first
     rounds = []
     for _ in range(max_rounds):
@@ -112,7 +113,30 @@ def _round_and_repair(
         finite = np.isfinite(cap)
         cap_over = np.where(finite, np.maximum(work - np.where(finite, cap, 0), 0), 0)
         cap = np.where(cap_over > 0, cap - 1.5 * cap_over - 1e-3 * np.where(finite, cap, 0), cap)
-        tightened = replace(problem, measure_lo=lo, measure_hi=hi, capacity_h=cap)
+        # Transfer limits: a rep (or the book) that kept too little of its current book
+        # must keep more, up to the whole book.
+        if problem.num_keep:
+            book = problem.current_book()
+            short = np.maximum(keep_min - before.rep_kept, 0)
+            keep_min = np.where(
+                short > 0, np.minimum(keep_min + 1.5 * short + 1e-3 * book, book), keep_min
+            )
+            short_total = np.maximum(keep_total - before.kept_total, 0)
+            keep_total = np.where(
+                short_total > 0,
+                np.minimum(
+                    keep_total + 1.5 * short_total + 1e-3 * book.sum(axis=0), book.sum(axis=0)
+                ),
+                keep_total,
+            )
+        tightened = replace(
+            problem,
+            measure_lo=lo,
+            measure_hi=hi,
+            capacity_h=cap,
+            keep_min=keep_min,
+            keep_min_total=keep_total,
+        )
         nxt = relax(tightened, max(0.1, left()), lp)
         if not nxt.feasible:
             rounds.append({"tightened_lp": nxt.status})

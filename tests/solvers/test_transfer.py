@@ -212,3 +212,44 @@ def test_cpsat_transfer_rule_alone(plan, ok):
     status = cp_model.CpSolver().solve(model)
     assert (status == cp_model.OPTIMAL) is ok
     assert transfer_keys(problem) == [(0, 0), (1, 0)]
+
+
+def test_rounding_tightens_a_broken_transfer_limit_and_solves_again(monkeypatch):
+    """A relaxation that splits u1 0.4 / 0.6 between R0 and R1 rounds it onto R1, so R0
+    keeps 2 of its 4 accounts where it must keep 3. The next LP sees R0's minimum raised
+    past 3 (at most its whole book) and its rounding passes the checker."""
+    import solvers.align as align
+    from solvers.lp import LpSolution
+
+    problem = six_accounts(keep_min=[[3, 0], [0, 0]])
+    x = np.zeros(problem.num_pairs)
+    x[problem.pair_index(np.array([0, 1, 1, 2, 3, 4, 5]), np.array([1, 0, 1, 0, 0, 1, 1]))] = [
+        1.0,
+        0.4,
+        0.6,
+        1.0,
+        1.0,
+        1.0,
+        1.0,
+    ]
+    first = LpSolution("OPTIMAL", x, float(problem.pair_cost @ x), 0.0, 0.0, "test")
+    assert not check_plan(problem, first.rounded(problem)).ok
+    # Without single-unit repair, only the tightened re-solve can fix the plan.
+    monkeypatch.setattr(align, "repair", lambda p, plan: plan)
+    seen = []
+
+    def relax(tightened, limit, previous):
+        seen.append(tightened)
+        return solve_relaxation(tightened)
+
+    ok = []
+    stats, last = align._round_and_repair(
+        problem,
+        first,
+        lambda plan, phase: ok.append(check_plan(problem, plan).ok) or ok[-1],
+        lambda: 10.0,
+        relax,
+    )
+    assert len(seen) >= 1
+    assert 3 < seen[0].keep_min[0, 0] <= 4
+    assert ok[-1] and check_plan(problem, last).ok
