@@ -12,9 +12,14 @@ own, under a memory cap (``RLIMIT_AS``) and a hard wall-clock limit:
 - ``mip-highs`` / ``mip-scip``: ``solvers.lp.solve_mip`` on the sparse k-nearest problem
   ``territory_opt.problem.build_problem`` builds (SCIP only where OR-Tools has it).
 
-Scenarios: ``cap1.15`` (no current alignment; capacity 1.15 x the least total workload) and
-``drift15`` (last year's balanced plan after a year of potential drift, each rep keeping at
-least 85 % of its current accounts and potential: a 15 % per-rep transfer limit).
+Scenarios, each with no current alignment unless said:
+
+- ``cap3``: capacity three times the workload of a potential-balanced nearest-rep plan (it
+  does not bind);
+- ``cap1.15``: capacity 1.15 times that workload (it binds);
+- ``drift15``: capacity as cap1.15; the current alignment is last year's balanced plan after
+  a year of potential drift, and each rep keeps at least 85 % of its current accounts and
+  potential (a 15 % per-rep transfer limit).
 
 Every plan is scored by ``baselines.score_plan`` against the book itself; "checked" means
 every band, capacity and (drift15) transfer limit holds. Gaps are against our proven bound
@@ -41,7 +46,9 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-SCENARIOS = ("cap1.15", "drift15")
+SCENARIOS = ("cap3", "cap1.15", "drift15")
+# Capacity as a multiple of the workload of a potential-balanced nearest-rep plan.
+CAPACITY_RATIO = {"cap3": 3.0, "cap1.15": 1.15, "drift15": 1.15}
 METHODS = ("ours", "naive-cpsat", "greedy-ls", "mip-highs", "mip-scip")
 TRANSFER_SHARE = 0.15
 TOLERANCE = 0.02
@@ -395,6 +402,7 @@ def main(argv: list[str] | None = None) -> int:
                     r,
                     seed=args.seed,
                     geography=args.geography,
+                    capacity_ratio=CAPACITY_RATIO[scenario],
                     drift=args.drift if scenario == "drift15" else None,
                 )
                 gen_s = time.perf_counter() - t0
