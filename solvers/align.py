@@ -265,7 +265,7 @@ def solve(
                 phases["neighbourhood_repair_s"] = time.perf_counter() - ts
         else:
             # No relaxation in time: fall back to the greedy warm start.
-            g = solve_greedy(problem)
+            g = solve_greedy(problem, time_left=lambda: left() - 1.0)
             phases["greedy_s"] = g.runtime_s
             start = g.assignment
             consider(start, "greedy")
@@ -288,6 +288,18 @@ def solve(
             stats["lns"] = vars(lns_stats)
             if left() <= 0:
                 stats["stop_reason"] = "wall-clock limit"
+        elif (
+            best is None and left() > 1.0 and problem.num_units >= LARGE_UNITS and start is not None
+        ):
+            # No plan yet on a large book: the whole CP-SAT model would take longer to build
+            # than the time left (and overrun the limit), so repair the start plan rep by rep
+            # with its neighbours instead, within the limit.
+            ts = time.perf_counter()
+            fixed, stats["neighbourhood_repair"] = repair_by_neighbourhoods(
+                problem, start, settings=settings, time_left=lambda: left() - 0.5
+            )
+            consider(fixed, "repair")
+            phases["neighbourhood_repair_s"] = time.perf_counter() - ts
         elif best is None and left() > 1.0:
             # Rounding found no plan: CP-SAT on the whole model, warm-started.
             ts = time.perf_counter()

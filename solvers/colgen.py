@@ -61,14 +61,23 @@ log = logging.getLogger(__name__)
 _CHUNK = 4_000_000  # dense pricing cells per chunk (32 MB of float64)
 
 
-def pooled_groups(space: PairSpace, movable: np.ndarray, size: int) -> np.ndarray:
+def pooled_groups(
+    space: PairSpace, movable: np.ndarray, size: int, current: np.ndarray | None = None
+) -> np.ndarray:
     """Group id per unit: runs of ``size`` movable units along a Morton curve, never across
-    eligibility pools; every locked unit alone."""
+    eligibility pools nor (given ``current``, a rep per unit or -1) current reps; every
+    locked unit alone.
+
+    A group moves as one, so a group that mixed two reps' current accounts could keep
+    neither rep's share whole: transfer limits would read as infeasible at group level."""
     group = np.full(space.num_units, -1, dtype=np.int64)
     xy = np.c_[space.unit_lon, space.unit_lat]
+    key = space.unit_pool.astype(np.int64)
+    if current is not None and np.any(current >= 0):
+        key = key * (int(current.max()) + 2) + (np.asarray(current, np.int64) + 1)
     start = 0
-    for pool in np.unique(space.unit_pool):
-        idx = np.flatnonzero((space.unit_pool == pool) & movable)
+    for k in np.unique(key):
+        idx = np.flatnonzero((key == k) & movable)
         if idx.size == 0:
             continue
         g = spatial_groups(xy[idx], np.ones(idx.size, bool), size)
@@ -501,7 +510,8 @@ def solve_relaxation_priced(
             break
         size = max(1, size // 3)
     for limits, size in attempts:
-        gr = _Groups(space, problem, pooled_groups(space, movable, size))
+        current = problem.current_rep if problem.num_keep else None
+        gr = _Groups(space, problem, pooled_groups(space, movable, size, current))
         start = work if limits is None else limits
         if limits is None:
             start = replace(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -109,7 +110,11 @@ def greedy_assign(problem: AlignmentProblem) -> np.ndarray:
 
 
 def repair(
-    problem: AlignmentProblem, assignment: np.ndarray, *, max_moves: int | None = None
+    problem: AlignmentProblem,
+    assignment: np.ndarray,
+    *,
+    max_moves: int | None = None,
+    time_left: Callable[[], float] | None = None,
 ) -> np.ndarray:
     """Move single units between candidate reps until every band and capacity holds.
 
@@ -117,8 +122,8 @@ def repair(
     cheapest move that reduces it without creating a new violation. A transfer shortfall is
     repaired by moving a unit back to its current rep, and no move ever takes a unit from
     its current rep where that would break (or deepen the breach of) a transfer limit.
-    Stops when the plan is feasible or no such move exists (the result then still breaks
-    some rule).
+    Stops when the plan is feasible, no such move exists, or ``time_left`` (seconds, checked
+    every 64 moves) runs out; the result may then still break some rule.
     """
     a = np.asarray(assignment, dtype=np.int64).copy()
     r, m = problem.num_reps, problem.num_measures
@@ -156,6 +161,8 @@ def repair(
     moves = 0
     blocked: set[tuple[int, int]] = set()
     while moves < max_moves:
+        if time_left is not None and moves % 64 == 0 and time_left() <= 0:
+            break
         v = violations()
         v_masked = v.copy()
         for rep, kind in blocked:
@@ -337,12 +344,15 @@ def _best_move(problem, a, pair_of_unit, load, work, by_rep, pair_unit, movable,
     return int(cu[k]), int(pairs[k])
 
 
-def solve_greedy(problem: AlignmentProblem) -> Result:
-    """Greedy construction plus repair; a baseline and a warm start. No bound is claimed."""
+def solve_greedy(
+    problem: AlignmentProblem, *, time_left: Callable[[], float] | None = None
+) -> Result:
+    """Greedy construction plus repair (stopped when ``time_left`` runs out); a baseline and
+    a warm start. No bound is claimed."""
     t0 = time.perf_counter()
     a = greedy_assign(problem)
     t1 = time.perf_counter()
-    a = repair(problem, a)
+    a = repair(problem, a, time_left=time_left)
     t2 = time.perf_counter()
     pairs = problem.pair_index(np.arange(problem.num_units), a)
     objective = float(problem.pair_cost[pairs].sum())

@@ -253,3 +253,14 @@ def test_rounding_tightens_a_broken_transfer_limit_and_solves_again(monkeypatch)
     assert len(seen) >= 1
     assert 3 < seen[0].keep_min[0, 0] <= 4
     assert ok[-1] and check_plan(problem, last).ok
+
+
+def test_repair_stops_when_its_time_runs_out():
+    """Out of time before its first move, repair hands back the plan as it came; with time it
+    fixes R0's transfer shortfall."""
+    problem = six_accounts(keep_min=[[3, 0], [0, 0]])
+    assert not check_plan(problem, UNCONSTRAINED).ok
+    np.testing.assert_array_equal(
+        repair(problem, UNCONSTRAINED, time_left=lambda: -1.0), UNCONSTRAINED
+    )
+    assert check_plan(problem, repair(problem, UNCONSTRAINED, time_left=lambda: 10.0)).ok
