@@ -163,8 +163,9 @@ def solve(
     neighbouring units in the relaxation; it never changes which plans are allowed.
 
     ``space`` (every eligible pair, priced on demand) lets problems of
-    :data:`LARGE_UNITS` units and more solve the relaxation over all eligible pairs by
-    column generation (:mod:`solvers.colgen`): the plan may then use pairs that are not
+    :data:`LARGE_UNITS` units and more, and every problem whose capacity is tight
+    (:func:`capacity_tight`), solve the relaxation over all eligible pairs by column
+    generation (:mod:`solvers.colgen`): the plan may then use pairs that are not
     among ``problem``'s candidates, and the result's ``problem`` is the enlarged problem
     the plan and its check refer to. The bound is valid over the whole space.
     """
@@ -190,32 +191,35 @@ def solve(
         return _relax(tightened, limit, unit_xy)
 
     bound_scope = "candidate pairs"
+    tight = capacity_tight(problem)
+    stats["capacity_tight"] = tight
+    lp = None
     if space is not None and problem.num_units >= LARGE_UNITS:
-        # The staged relaxation over the candidates is fast when they suffice; when
-        # capacity is tight, or the staged relaxation needs slack, column generation over
-        # every eligible pair takes over.
-        tight = capacity_tight(problem)
-        stats["capacity_tight"] = tight
-        lp = None
+        # The staged relaxation over the candidates is fast when they suffice.
         if not tight:
             lp = solve_relaxation_at_scale(
                 problem, unit_xy=unit_xy, time_limit_s=0.25 * settings.time_limit_s
             )
-        if lp is not None and lp.status == "FEASIBLE":
-            # Tightened re-solves stay staged: the exact LP at this size outlasts any limit.
-            def relax(tightened, limit, previous):
-                return solve_relaxation_at_scale(tightened, unit_xy=unit_xy, time_limit_s=limit)
-        else:
-            if lp is not None:
+            if lp.status == "FEASIBLE":
+                # Tightened re-solves stay staged: the exact LP at this size outlasts any
+                # limit.
+                def relax(tightened, limit, previous):
+                    return solve_relaxation_at_scale(tightened, unit_xy=unit_xy, time_limit_s=limit)
+            else:
                 stats["staged_relaxation"] = getattr(lp, "stats", None)
-            log.info("candidates too narrow for the relaxation: pricing every eligible pair")
-            problem, lp = solve_relaxation_priced(problem, space, time_limit_s=0.75 * left())
-            bound_scope = "all eligible pairs"
-
-            def relax(tightened, limit, previous):
-                return resolve_tightened(tightened, space, previous, time_limit_s=limit)
-    else:
+    elif not (space is not None and tight):
         lp = _relax(problem, 0.5 * settings.time_limit_s, unit_xy)
+    if space is not None and (lp is None or lp.status != "FEASIBLE" and lp.status != "OPTIMAL"):
+        # Capacity is tight, or the candidates leave the relaxation infeasible (or needing
+        # slack): column generation over every eligible pair decides, so "infeasible" is
+        # never said where a pair outside the candidates would have helped.
+        log.info("candidates too narrow for the relaxation: pricing every eligible pair")
+        problem, lp = solve_relaxation_priced(problem, space, time_limit_s=0.75 * left())
+        bound_scope = "all eligible pairs"
+
+        def relax(tightened, limit, previous):
+            return resolve_tightened(tightened, space, previous, time_limit_s=limit)
+
     stats["bound_scope"] = bound_scope
 
     phases["lp_s"] = time.perf_counter() - t0

@@ -232,10 +232,26 @@ def test_failure_writes_nothing_and_explains(small_book_files, plan_config, tmp_
     assert [p.name for p in kept.iterdir()] == ["earlier.csv"]
 
 
-def test_relaxation_infeasible_is_explained_with_amounts(small_book_files, plan_config):
-    """Candidates pinned to the single nearest rep (no widening allowed): no fractional plan
-    balances potential, and the error names reps and how far their potential misses."""
+def test_nearest_only_candidates_do_not_make_a_book_infeasible(small_book_files, plan_config):
+    """Candidates pinned to the single nearest rep, no widening allowed: the candidate LP has
+    no plan, but the engine prices every eligible pair (column generation) and finds a
+    checked plan rather than calling the book infeasible."""
     cfg = replace(plan_config, num_candidates=1, rep_reach=0.01, max_widenings=0)
+    res = plan_files(
+        small_book_files["accounts"],
+        small_book_files["reps"],
+        small_book_files["history"],
+        config=cfg,
+    )
+    assert res.check.ok
+    assert res.result.stats["bound_scope"] == "all eligible pairs"
+    assert res.result.gap <= 0.05
+
+
+def test_relaxation_infeasible_is_explained_with_amounts(small_book_files, plan_config):
+    """Every eligible pair within 40 km: no plan balances potential, and the error names
+    reps and how far what they can reach misses their band."""
+    cfg = replace(plan_config, num_candidates=1, rep_reach=0.01, max_widenings=0, max_travel_km=40)
     with pytest.raises(InfeasibleError) as info:
         plan_files(
             small_book_files["accounts"],
@@ -243,10 +259,10 @@ def test_relaxation_infeasible_is_explained_with_amounts(small_book_files, plan_
             small_book_files["history"],
             config=cfg,
         )
-    bands = [f for f in info.value.findings if f.rule == "band"]
-    assert bands, str(info.value)
+    reach = [f for f in info.value.findings if f.rule == "reach"]
+    assert reach, str(info.value)
     assert re.search(
-        r"Rep 'R\d+': even the best fractional plan puts its potential [\d,]+ "
-        r"(below|above) its band (minimum|maximum) of [\d,]+ \([\d.]+ % of target",
-        bands[0].message,
+        r"Rep 'R\d+' can reach accounts worth at most [\d,]+ \(its candidates\), below its "
+        r"band minimum [\d,]+ by [\d,]+",
+        reach[0].message,
     )
