@@ -152,6 +152,7 @@ def solve(
     progress: Callable[[ProgressEvent], None] | None = None,
     unit_xy: np.ndarray | None = None,
     space: PairSpace | None = None,
+    price_if_infeasible: bool = True,
 ) -> Result:
     """Best checked plan within ``settings.time_limit_s``, with a proven bound and gap.
 
@@ -167,7 +168,10 @@ def solve(
     (:func:`capacity_tight`), solve the relaxation over all eligible pairs by column
     generation (:mod:`solvers.colgen`): the plan may then use pairs that are not
     among ``problem``'s candidates, and the result's ``problem`` is the enlarged problem
-    the plan and its check refer to. The bound is valid over the whole space.
+    the plan and its check refer to. The bound is valid over the whole space. With
+    ``price_if_infeasible`` false, a candidate relaxation of fewer than :data:`LARGE_UNITS`
+    units that is infeasible is reported as such (for a caller that widens candidates first
+    and prices only on its last attempt).
     """
     settings = settings or SolveSettings()
     t0 = time.perf_counter()
@@ -209,7 +213,9 @@ def solve(
                 stats["staged_relaxation"] = getattr(lp, "stats", None)
     elif not (space is not None and tight):
         lp = _relax(problem, 0.5 * settings.time_limit_s, unit_xy)
-    if space is not None and (lp is None or lp.status != "FEASIBLE" and lp.status != "OPTIMAL"):
+    narrow = lp is not None and lp.status not in ("FEASIBLE", "OPTIMAL")
+    large = problem.num_units >= LARGE_UNITS
+    if space is not None and (lp is None or (narrow and (price_if_infeasible or large))):
         # Capacity is tight, or the candidates leave the relaxation infeasible (or needing
         # slack): column generation over every eligible pair decides, so "infeasible" is
         # never said where a pair outside the candidates would have helped.

@@ -150,6 +150,8 @@ def _solve_widening(inputs, potential, config, progress, t0):
                 progress=progress,
                 unit_xy=inputs.accounts[["lon", "lat"]].to_numpy(float),
                 space=pp.space,
+                # Widening is cheaper than pricing every pair: price only on the last try.
+                price_if_infeasible=last,
             )
             # Column generation may have added candidate pairs: the plan refers to them.
             pp = pp.with_problem(result.problem)
