@@ -54,7 +54,7 @@ def _relax(problem: AlignmentProblem, time_limit_s: float, unit_xy) -> LpSolutio
     return solve_relaxation(problem, time_limit_s=max(0.1, time_limit_s))
 
 
-def capacity_tight(problem: AlignmentProblem, ratio: float = 1.25) -> bool:
+def capacity_tight(problem: AlignmentProblem, ratio: float = 1.35) -> bool:
     """Whether the reps' summed capacity is below ``ratio`` times the least workload the
     book can need (every unit at its cheapest candidate, hours). Then the relaxation sends
     work beyond the nearest reps, and candidate lists built from distance fall short."""
