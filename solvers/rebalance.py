@@ -43,6 +43,7 @@ from .cpsat.assignment import add_assign_once
 from .cpsat.bands import add_bands
 from .cpsat.capacity import add_capacity
 from .cpsat.locks import add_locks
+from .cpsat.solve import set_parameters
 from .cpsat.transfer import add_transfer
 from .cpsat.variables import new_pair_vars
 from .greedy import repair, solve_greedy
@@ -344,17 +345,7 @@ class _Model:
 
     def solve(self, settings: SolveSettings, limit_s: float, dtime: float):
         solver = cp_model.CpSolver()
-        prm = solver.parameters
-        prm.max_time_in_seconds = max(0.05, limit_s)
-        prm.max_deterministic_time = max(0.05, dtime)
-        prm.random_seed = settings.seed
-        prm.num_workers = settings.num_workers
-        prm.interleave_search = settings.num_workers > 1
-        prm.relative_gap_limit = settings.relative_gap
-        prm.log_search_progress = settings.log_search
-        prm.log_to_stdout = False
-        for key, value in settings.cp_sat.items():
-            setattr(prm, key, value)
+        set_parameters(solver, settings, max(0.05, limit_s), max(0.05, dtime))
         solver.log_callback = lambda line: log.debug("cp-sat: %s", line)
         self.model.clear_assumptions()
         self.model.add_assumptions([self.switches[k] for k in sorted(self.active)])

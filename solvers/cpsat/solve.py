@@ -23,7 +23,7 @@ from .objective import add_objective
 from .transfer import add_transfer, transfer_keys
 from .variables import PairVars, new_pair_vars
 
-__all__ = ["solve_cpsat", "build_model", "explain_infeasibility", "Conflict"]
+__all__ = ["solve_cpsat", "build_model", "explain_infeasibility", "set_parameters", "Conflict"]
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +82,20 @@ def build_model(problem: AlignmentProblem, *, explain: bool = False) -> _Built:
     return _Built(model, v, q.q, literals)
 
 
-def _parameters(solver: cp_model.CpSolver, settings: SolveSettings, time_limit: float) -> None:
+def set_parameters(
+    solver: cp_model.CpSolver,
+    settings: SolveSettings,
+    time_limit: float,
+    deterministic_time: float | None = None,
+) -> None:
+    """CP-SAT's parameters from the settings: wall-clock limit ``time_limit`` (s), the
+    deterministic limit (the settings' unless given), seed, workers, gap, logging and the
+    settings' raw ``cp_sat`` overrides."""
     p = solver.parameters
     p.max_time_in_seconds = max(0.01, time_limit)
-    p.max_deterministic_time = settings.effective_deterministic_time
+    p.max_deterministic_time = (
+        settings.effective_deterministic_time if deterministic_time is None else deterministic_time
+    )
     p.random_seed = settings.seed
     p.num_workers = settings.num_workers
     # Interleaved workers make multi-worker search reproducible for a given seed.
@@ -171,7 +181,7 @@ def solve_cpsat(
     build_s = time.perf_counter() - t0
     limit = (time_limit_s if time_limit_s is not None else settings.time_limit_s) - build_s
     solver = cp_model.CpSolver()
-    _parameters(solver, settings, limit)
+    set_parameters(solver, settings, limit)
     solver.log_callback = lambda line: log.debug("cp-sat: %s", line)
     cb = _Progress(progress, built.objective_q, t0, "cp-sat")
     solver.best_bound_callback = cb.on_bound
@@ -233,7 +243,7 @@ def explain_infeasibility(
     """
     built = build_model(problem, explain=True)
     solver = cp_model.CpSolver()
-    _parameters(solver, settings, time_limit_s)
+    set_parameters(solver, settings, time_limit_s)
     # Cores from assumptions come from the single-worker search.
     solver.parameters.num_workers = 1
     solver.parameters.interleave_search = False
