@@ -13,10 +13,11 @@ distance) and ``workload_h = hours_fixed[u] + hours_per_km[u] * km``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
-__all__ = ["PairSpace", "haversine_km", "with_pairs"]
+__all__ = ["PairSpace", "haversine_km", "unit_vectors", "with_pairs"]
 
 EARTH_RADIUS_KM = 6371.0088
 
@@ -140,7 +141,7 @@ class PairSpace:
         least = np.full(n, np.inf)
         out_u: list[np.ndarray] = []
         out_r: list[np.ndarray] = []
-        unit_xyz, rep_xyz = self._xyz()
+        unit_xyz, rep_xyz = self._xyz
         # The reduced cost, rearranged so that one product of small matrices gives every
         # term that does not depend on distance:
         #   rc = km * (cost_per_km[u] - cap_dual[r] * hours_per_km[u])
@@ -192,19 +193,18 @@ class PairSpace:
             units, reps = units[order], reps[order]
         return units, reps, least
 
+    @cached_property
     def _xyz(self) -> tuple[np.ndarray, np.ndarray]:
-        """Unit vectors of units and reps (cached)."""
-        cached = self.__dict__.get("_xyz_cache")
-        if cached is None:
-            cached = (
-                _unit_vectors(self.unit_lat, self.unit_lon),
-                _unit_vectors(self.rep_lat, self.rep_lon),
-            )
-            object.__setattr__(self, "_xyz_cache", cached)
-        return cached
+        """Unit vectors of units and reps, made on the first pricing."""
+        return (
+            unit_vectors(self.unit_lat, self.unit_lon),
+            unit_vectors(self.rep_lat, self.rep_lon),
+        )
 
 
-def _unit_vectors(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+def unit_vectors(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """``(n, 3)`` points on the unit sphere for degrees ``lat``, ``lon``: their chord order
+    is great-circle order (k-d trees), their dot product the cosine of the angle."""
     la, lo = np.radians(lat), np.radians(lon)
     return np.c_[np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)]
 

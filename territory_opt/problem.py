@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
-from solvers.pairspace import PairSpace
+from solvers.pairspace import PairSpace, unit_vectors
 from solvers.problem import AlignmentProblem
 
 from .balance import (
@@ -214,11 +214,6 @@ def build_problem(
     )
 
 
-def _xyz(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    la, lo = np.radians(lat), np.radians(lon)
-    return np.c_[np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)]
-
-
 def _rep_reach(lat, lon, rlat, rlon, pot, rep_pool, acc_pool, pot_target, config):
     """Rep-side candidates: each rep also reaches its nearest accounts until they hold
     ``rep_reach`` x its target, so reps far from the crowd can still fill their band.
@@ -231,12 +226,12 @@ def _rep_reach(lat, lon, rlat, rlon, pot, rep_pool, acc_pool, pot_target, config
         accs_in = np.flatnonzero(acc_pool == pool)
         if accs_in.size == 0:
             continue
-        tree = cKDTree(_xyz(lat[accs_in], lon[accs_in]))
+        tree = cKDTree(unit_vectors(lat[accs_in], lon[accs_in]))
         p_in = pot[accs_in]
         need = config.rep_reach * pot_target[reps_in]
         mean = max(float(p_in.mean()), 1e-12)
         k = int(min(accs_in.size, np.ceil(3 * need.max() / mean) + 16))
-        _, idx = tree.query(_xyz(rlat[reps_in], rlon[reps_in]), k=k)
+        _, idx = tree.query(unit_vectors(rlat[reps_in], rlon[reps_in]), k=k)
         idx = np.asarray(idx).reshape(reps_in.size, k)
         cum = np.cumsum(p_in[idx], axis=1)
         for row, i in enumerate(reps_in):

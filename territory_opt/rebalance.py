@@ -59,6 +59,7 @@ from scipy.spatial import cKDTree
 
 from solvers.check import CheckReport, check_plan
 from solvers.lp import solve_relaxation
+from solvers.pairspace import unit_vectors
 from solvers.problem import AlignmentProblem
 from solvers.rebalance import disruption_bound, region_subproblem, solve_lexicographic
 
@@ -389,11 +390,6 @@ def _protected(accounts: pd.DataFrame, config: PlanConfig) -> tuple[np.ndarray, 
 # --- neighbouring territories ------------------------------------------------------
 
 
-def _xyz(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    la, lo = np.radians(lat), np.radians(lon)
-    return np.c_[np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)]
-
-
 def _territory_graph(
     accounts: pd.DataFrame,
     owner: np.ndarray,
@@ -404,7 +400,7 @@ def _territory_graph(
     """``(num_owners, num_owners)`` boolean adjacency of territories (see the module
     docstring); ``owner`` is each account's territory index; ``new_reps`` maps a new
     rep's index to the accounts it would naturally hold."""
-    xyz = _xyz(accounts["lat"].to_numpy(float), accounts["lon"].to_numpy(float))
+    xyz = unit_vectors(accounts["lat"].to_numpy(float), accounts["lon"].to_numpy(float))
     adj = np.zeros((num_owners, num_owners), dtype=bool)
     for p in np.unique(pool):
         idx = np.flatnonzero(pool == p)
