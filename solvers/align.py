@@ -197,24 +197,23 @@ def solve(
     bound_scope = "candidate pairs"
     tight = capacity_tight(problem)
     stats["capacity_tight"] = tight
-    lp = None
-    if space is not None and problem.num_units >= LARGE_UNITS:
+    large = problem.num_units >= LARGE_UNITS
+    if space is not None and tight:
+        lp = None  # the candidates will not do: price every pair below
+    elif space is not None and large:
         # The staged relaxation over the candidates is fast when they suffice.
-        if not tight:
-            lp = solve_relaxation_at_scale(
-                problem, unit_xy=unit_xy, time_limit_s=0.25 * settings.time_limit_s
-            )
-            if lp.status == "FEASIBLE":
-                # Tightened re-solves stay staged: the exact LP at this size outlasts any
-                # limit.
-                def relax(tightened, limit, previous):
-                    return solve_relaxation_at_scale(tightened, unit_xy=unit_xy, time_limit_s=limit)
-            else:
-                stats["staged_relaxation"] = getattr(lp, "stats", None)
-    elif not (space is not None and tight):
+        lp = solve_relaxation_at_scale(
+            problem, unit_xy=unit_xy, time_limit_s=0.25 * settings.time_limit_s
+        )
+        if lp.status == "FEASIBLE":
+            # Tightened re-solves stay staged: the exact LP at this size outlasts any limit.
+            def relax(tightened, limit, previous):
+                return solve_relaxation_at_scale(tightened, unit_xy=unit_xy, time_limit_s=limit)
+        else:
+            stats["staged_relaxation"] = getattr(lp, "stats", None)
+    else:
         lp = _relax(problem, 0.5 * settings.time_limit_s, unit_xy)
     narrow = lp is not None and lp.status not in ("FEASIBLE", "OPTIMAL")
-    large = problem.num_units >= LARGE_UNITS
     if space is not None and (lp is None or (narrow and (price_if_infeasible or large))):
         # Capacity is tight, or the candidates leave the relaxation infeasible (or needing
         # slack): column generation over every eligible pair decides, so "infeasible" is
@@ -255,6 +254,14 @@ def solve(
             emit(best_obj, bound, phase)
         return report.ok
 
+    def neighbourhood_repair(plan: np.ndarray) -> None:
+        ts = time.perf_counter()
+        fixed, stats["neighbourhood_repair"] = repair_by_neighbourhoods(
+            problem, plan, settings=settings, time_left=lambda: left() - 0.5
+        )
+        consider(fixed, "repair")
+        phases["neighbourhood_repair_s"] = time.perf_counter() - ts
+
     status_hint = None
     start = None
     try:
@@ -267,12 +274,7 @@ def solve(
             phases["round_s"] = time.perf_counter() - ts
             if best is None and left() > 1:
                 # Rounding left a few reps broken: re-decide each with its neighbours.
-                ts = time.perf_counter()
-                fixed, stats["neighbourhood_repair"] = repair_by_neighbourhoods(
-                    problem, last, settings=settings, time_left=lambda: left() - 0.5
-                )
-                consider(fixed, "repair")
-                phases["neighbourhood_repair_s"] = time.perf_counter() - ts
+                neighbourhood_repair(last)
         else:
             # No relaxation in time: fall back to the greedy warm start.
             g = solve_greedy(problem, time_left=lambda: left() - 1.0)
@@ -298,18 +300,11 @@ def solve(
             stats["lns"] = vars(lns_stats)
             if left() <= 0:
                 stats["stop_reason"] = "wall-clock limit"
-        elif (
-            best is None and left() > 1.0 and problem.num_units >= LARGE_UNITS and start is not None
-        ):
+        elif best is None and left() > 1.0 and large and start is not None:
             # No plan yet on a large book: the whole CP-SAT model would take longer to build
             # than the time left (and overrun the limit), so repair the start plan rep by rep
             # with its neighbours instead, within the limit.
-            ts = time.perf_counter()
-            fixed, stats["neighbourhood_repair"] = repair_by_neighbourhoods(
-                problem, start, settings=settings, time_left=lambda: left() - 0.5
-            )
-            consider(fixed, "repair")
-            phases["neighbourhood_repair_s"] = time.perf_counter() - ts
+            neighbourhood_repair(start)
         elif best is None and left() > 1.0:
             # Rounding found no plan: CP-SAT on the whole model, warm-started.
             ts = time.perf_counter()
