@@ -396,9 +396,7 @@ def _sift(
         share = free_share
         if pin_after and len(rounds) == pin_after and before_pins is None:
             rounded = LpSolution("FEASIBLE", x, 0.0, 0.0, 0.0, "").rounded(problem)
-            big = np.flatnonzero(
-                np.any(problem.unit_measure > pin_above[rounded], axis=1) & movable
-            )
+            big = np.flatnonzero(_above(problem, rounded, pin_above) & movable)
             if big.size:
                 before_pins = (problem, x, y)
                 pins = problem.fixed_rep.copy()
@@ -422,6 +420,12 @@ def _carry(old: AlignmentProblem, new: AlignmentProblem, x: np.ndarray) -> np.nd
     out = np.zeros(new.num_pairs)
     out[new.pair_index(old.pair_unit[nz], old.cand_rep[nz])] = x[nz]
     return out
+
+
+def _above(problem: AlignmentProblem, rounded: np.ndarray, limit: np.ndarray) -> np.ndarray:
+    """Per unit: whether any of its measures exceeds ``limit`` (``(reps, measures)``) of the
+    rep it is rounded to."""
+    return np.any(problem.unit_measure > limit[rounded], axis=1)
 
 
 def _pin(problem: AlignmentProblem, x: np.ndarray, units: np.ndarray, reps: np.ndarray):
@@ -595,13 +599,12 @@ def solve_relaxation_priced(
         lp = LpSolution("FEASIBLE", x, 0.0, bound, 0.0, "")
         split = lp.split_units(work)
         rounded = lp.rounded(work)
-        big = split[np.any(work.unit_measure[split] > pin_share * half[rounded[split]], axis=1)]
+        big = split[_above(work, rounded, pin_share * half)[split]]
         if not stats.get("pinned") and not stats.get("pinned_in_sifting"):
             # The very largest units are pinned whole at once, split or not: otherwise each
             # re-solve splits another of them.
             whole = np.flatnonzero(
-                np.any(work.unit_measure > pin_whole_share * half[rounded], axis=1)
-                & (work.fixed_rep < 0)
+                _above(work, rounded, pin_whole_share * half) & (work.fixed_rep < 0)
             )
             big = np.union1d(big, whole)
         # A handful of split units is cheaper to round and repair than another LP.
