@@ -5,16 +5,22 @@ With workload capacity near the mean workload, the relaxation's optimum sends so
 to their 40th or 100th nearest rep: remote reps must shed travel-heavy accounts, and the
 work flows across the map in chains. No fixed candidate list anticipates that, and the
 exact LP over every pair (100,000 units x 300 reps: 30M columns) is far too big. This
-module solves it in two stages, pricing every eligible pair against LP duals
+module solves it in stages, pricing every eligible pair against duals
 (:class:`~solvers.pairspace.PairSpace`) rather than storing them:
 
+0. **Smoothed dual** (books of 20,000 movable units and more;
+   :mod:`solvers.lagrange`). Near-optimal duals of the rep rows in seconds: priced over
+   every pair they give the all-pairs bound at once (sifting's own pricing passes reach it
+   only after many LPs), and the group master starts from the columns they favour.
 1. **Group master.** Units are grouped (about ten neighbours of one pool, along a Morton
    curve); a group moves as one. The group LP starts from each group's nearest reps and
    grows by column generation: after each solve every (group, rep) column of the whole map
    is priced at once, from the group's centroid (a dense ``groups x reps`` array), and the
    most negative columns join. Elastic slack with a large penalty keeps every restricted
    master solvable (phase one): its duals price the columns that reduce infeasibility.
-   It stops when no column prices out. Its solution is a feasible fractional plan over the
+   It stops at its first slack-free solution (``settle``): the group LP is far from the
+   unit optimum anyway (groups blur potential per hour), and sifting closes that gap at a
+   fraction of the cost of more group rounds. Its solution is a feasible fractional plan over the
    real units (a group's share is its members' share).
 2. **Unit sifting.** Groups cost objective (members differ in potential per hour, which is
    what a capacity-bound rep must pick by), so the unit LP is then solved by sifting: the
@@ -50,6 +56,7 @@ from .aggregate import (
     _side_rows,
     spatial_groups,
 )
+from .lagrange import DualSettings, smoothed_duals
 from .lp import LpSolution
 from .pairspace import PairSpace, haversine_km, with_pairs
 from .problem import AlignmentProblem
@@ -159,21 +166,21 @@ def _price_groups(gr: _Groups, space, band, cap_dual, u, have, per_group, tol):
     return np.concatenate(out_g), np.concatenate(out_r)
 
 
-def _initial_columns(problem, space, gr: _Groups, init_k: int) -> np.ndarray:
-    """Each group's ``init_k`` nearest eligible reps, locked units' reps and the current reps
-    of members, as ``group * num_reps + rep`` codes."""
+def _initial_columns(problem, space, gr: _Groups, init_k: int, start_duals=None) -> np.ndarray:
+    """Each group's ``init_k`` nearest eligible reps (and, given ``start_duals``, side-row
+    duals, its ``init_k`` cheapest by reduced cost under them), locked units' reps and the
+    current reps of members, as ``group * num_reps + rep`` codes."""
     r = problem.num_reps
-    cols_g, cols_r = _price_groups(
-        gr,
-        space,
-        np.zeros((r, problem.num_measures)),
-        np.zeros(r),
-        np.zeros(gr.num),
-        lambda g, reps: np.zeros((g.size, reps.size), bool),
-        init_k,
-        np.full(gr.num, -np.inf),
-    )
-    codes = np.unique(cols_g.astype(np.int64) * r + cols_r)
+    none = lambda g, reps: np.zeros((g.size, reps.size), bool)  # noqa: E731
+    duals = [(np.zeros((r, problem.num_measures)), np.zeros(r))]
+    if start_duals is not None:
+        duals.append(_duals_by_rep(problem, start_duals))
+    codes = np.zeros(0, np.int64)
+    for band, cap in duals:
+        cols_g, cols_r = _price_groups(
+            gr, space, band, cap, np.zeros(gr.num), none, init_k, np.full(gr.num, -np.inf)
+        )
+        codes = np.union1d(codes, cols_g.astype(np.int64) * r + cols_r)
     lk = np.flatnonzero(gr.locked)
     lk_unit = gr.order[gr.start[lk]]
     codes = np.union1d(codes, lk * r + problem.fixed_rep[lk_unit].astype(np.int64))
@@ -183,13 +190,23 @@ def _initial_columns(problem, space, gr: _Groups, init_k: int) -> np.ndarray:
 
 
 def _group_master(
-    problem, space, gr: _Groups, left, stats, *, init_k, per_group, max_rounds, settle
+    problem,
+    space,
+    gr: _Groups,
+    left,
+    stats,
+    *,
+    init_k,
+    per_group,
+    max_rounds,
+    settle,
+    start_duals=None,
 ):
     """Stage 1: column generation on the group LP. Returns the enlarged problem, the pair
     values of the group solution, its side-row duals, and the slack it needed."""
     side_w = None
     r = problem.num_reps
-    codes = _initial_columns(problem, space, gr, init_k)
+    codes = _initial_columns(problem, space, gr, init_k, start_duals)
     bare = np.setdiff1d(np.arange(gr.num), codes // r)
     if bare.size:
         # A group whose members share no eligible rep (a Morton run can jump across the
@@ -198,7 +215,7 @@ def _group_master(
         split = np.isin(group, bare)
         group[split] = group.max() + 1 + np.arange(int(split.sum()))
         gr = _Groups(space, problem, np.unique(group, return_inverse=True)[1])
-        codes = _initial_columns(problem, space, gr, init_k)
+        codes = _initial_columns(problem, space, gr, init_k, start_duals)
         stats["groups_split"] = int(bare.size)
     rounds = []
     x_pairs = y = x_problem = None
@@ -253,8 +270,9 @@ def _group_master(
         )
         log.info("group master round %d: %s", len(rounds), rounds[-1])
         # Centroid pricing tails off (a column can price out from the centroid and not for
-        # its members); once the master is feasible and few columns price out, the unit
-        # sifting that follows does the rest far cheaper.
+        # its members), and the group optimum is not the unit one: once the master is
+        # feasible and fewer than ``settle`` columns per group price out, the unit sifting
+        # that follows does the rest far cheaper.
         if new.size == 0 or (slack <= 1e-7 and new.size < settle * gr.num):
             break
         codes = np.union1d(codes, new)
@@ -312,7 +330,6 @@ def _sift(
     status = "UNKNOWN"
     best_y, bound_all = y, bound
     rounds = []
-    fixed = problem.fixed_rep
     before_pins = None
     cost_scale = np.maximum.reduceat(np.abs(problem.pair_cost), problem.cand_indptr[:-1])
     for _ in range(max_rounds):
@@ -357,24 +374,7 @@ def _sift(
         objective = float(problem.pair_cost @ x)
         # Price every eligible pair: the all-pairs bound, and the pairs worth adding.
         tp = time.perf_counter()
-        rc = _reduced(problem, side, y)
-        locked = fixed >= 0
-        cand_best = np.minimum.reduceat(rc, problem.cand_indptr[:-1])
-        if locked.any():
-            lu = np.flatnonzero(locked)
-            cand_best[lu] = rc[problem.pair_index(lu, fixed[lu])]
-        band, cap = _duals_by_rep(problem, y)
-        units, reps, least = space.price(
-            problem.unit_measure,
-            band,
-            cap,
-            # A pair must beat the unit's best candidate by more than rounding noise,
-            # which scales with the pair's cost (an LP's basic pairs price at zero).
-            np.where(locked, -np.inf, cand_best - 1e-9 * (np.abs(cand_best) + cost_scale)),
-            per_unit=per_unit,
-        )
-        least = np.where(locked, cand_best, np.minimum(least, cand_best))
-        b = float(least.sum()) + _rows_term(_clip_duals(y, *limits), *limits)
+        units, reps, b = _price_all(problem, space, side, y, limits, per_unit, cost_scale)
         if b > bound_all:
             bound_all, best_y = b, y
         info.update(
@@ -412,6 +412,33 @@ def _sift(
         status = "FEASIBLE"
         stats["pinned_in_sifting"] = 0
     return problem, x, best_y, y, bound_all, status
+
+
+def _price_all(problem, space, side, y, limits, per_unit, cost_scale=None):
+    """Price every eligible pair against side-row duals ``y``: up to ``per_unit`` pairs per
+    unit that beat its best candidate, and the Lagrangian bound over every eligible pair
+    against ``limits`` (the side rows' true ``(lo, hi)``), valid whatever ``y`` is."""
+    if cost_scale is None:
+        cost_scale = np.maximum.reduceat(np.abs(problem.pair_cost), problem.cand_indptr[:-1])
+    fixed = problem.fixed_rep
+    rc = _reduced(problem, side, y)
+    locked = fixed >= 0
+    cand_best = np.minimum.reduceat(rc, problem.cand_indptr[:-1])
+    if locked.any():
+        lu = np.flatnonzero(locked)
+        cand_best[lu] = rc[problem.pair_index(lu, fixed[lu])]
+    band, cap = _duals_by_rep(problem, y)
+    units, reps, least = space.price(
+        problem.unit_measure,
+        band,
+        cap,
+        # A pair must beat the unit's best candidate by more than rounding noise, which
+        # scales with the pair's cost (an LP's basic pairs price at zero).
+        np.where(locked, -np.inf, cand_best - 1e-9 * (np.abs(cand_best) + cost_scale)),
+        per_unit=per_unit,
+    )
+    least = np.where(locked, cand_best, np.minimum(least, cand_best))
+    return units, reps, float(least.sum()) + _rows_term(_clip_duals(y, *limits), *limits)
 
 
 def _carry(old: AlignmentProblem, new: AlignmentProblem, x: np.ndarray) -> np.ndarray:
@@ -463,7 +490,7 @@ def solve_relaxation_priced(
     init_k: int = 8,
     per_group: int = 6,
     max_group_rounds: int = 20,
-    settle: float = 0.01,
+    settle: float = 1.0,
     free_share: float = 0.15,
     keep_k: int = 4,
     per_unit: int = 2,
@@ -476,6 +503,7 @@ def solve_relaxation_priced(
     pin_min: int = 10,
     pin_whole_after: int = 7,
     pin_sift_rounds: int = 4,
+    dual_settings: DualSettings = DualSettings(),
 ) -> tuple[AlignmentProblem, LpSolution]:
     """The relaxation over every eligible pair of ``space``: an almost integral plan and a
     lower bound valid for every plan over the whole space.
@@ -493,6 +521,9 @@ def solve_relaxation_priced(
     master with the real limits over every priced column needed slack (no plan exists over
     the space, up to the grouping: the caller should confirm with an exact model), else
     ``UNKNOWN``.
+
+    ``dual_settings`` tune the smoothed dual that starts books of
+    ``dual_settings.min_sample_units`` movable units and more.
     """
     t0 = time.perf_counter()
 
@@ -503,6 +534,21 @@ def solve_relaxation_priced(
     movable = problem.fixed_rep < 0
     _, lo_true, hi_true, _ = _side_rows(problem)
     pulled = _pulled_in(problem, margin, capacity_margin) if margin or capacity_margin else None
+    start_duals, smooth_bound = None, -np.inf
+    if int(movable.sum()) >= dual_settings.min_sample_units:
+        # Near-optimal duals from the smoothed Lagrangian: a bound over every pair at once,
+        # and the group master starts from the columns they favour instead of growing
+        # towards them over many rounds.
+        ts = time.perf_counter()
+        start_duals = smoothed_duals(
+            problem, space, dual_settings, time_limit_s=0.25 * time_limit_s
+        )
+        side_true = _side_rows(problem)[0]
+        _, _, smooth_bound = _price_all(
+            problem, space, side_true, start_duals, (lo_true, hi_true), 1
+        )
+        stats["smoothed_dual"] = {"bound": smooth_bound, "s": round(time.perf_counter() - ts, 3)}
+        log.info("smoothed dual: %s", stats["smoothed_dual"])
     # Coarse groups can make a feasible book look infeasible (a group's members cannot be
     # picked apart): with slack left, the groups shrink, down to single units; pulled-in
     # limits fall back to the real ones first.
@@ -536,6 +582,7 @@ def solve_relaxation_priced(
             per_group=per_group,
             max_rounds=max_group_rounds,
             settle=settle,
+            start_duals=start_duals,
         )
         stats.setdefault("attempts", []).append(
             {"group_size": size, "pulled_in": limits is not None, "slack": slack}
@@ -576,7 +623,7 @@ def solve_relaxation_priced(
         movable,
         left,
         stats,
-        -np.inf,
+        smooth_bound,
         (lo_true, hi_true),
         free_share=free_share,
         keep_k=keep_k,
@@ -586,6 +633,8 @@ def solve_relaxation_priced(
         pin_after=pin_whole_after if pin_rounds else 0,
         pin_above=pin_whole_share * half,
     )
+    if start_duals is not None and bound <= smooth_bound:
+        best_y = start_duals  # no sifting round beat the smoothed dual's bound
     pins = work.fixed_rep.copy()
     work = replace(work, fixed_rep=problem.fixed_rep)
     # Units too big to round (their measure exceeds the pulled-in margin of a band, such

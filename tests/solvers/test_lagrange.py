@@ -1,0 +1,85 @@
+"""The smoothed Lagrangian dual (:mod:`solvers.lagrange`): its duals, priced over every
+pair, give a valid lower bound close to the relaxation's optimum.
+
+The instance is the one of ``test_colgen``: 80 accounts in a 2 x 2 degree box, 4 reps at
+its corners, rep 0's capacity binding. Variants add transfer limits and locked accounts,
+so every row kind the dual carries (bands, capacity, keep rows) is exercised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from test_colgen import _instance
+
+from solvers.aggregate import _side_rows, lagrangian_bound
+from solvers.lagrange import DualSettings, smoothed_duals
+from solvers.lp import solve_relaxation
+
+
+def _with_transfer(full, share: float = 0.5):
+    """Current reps: the nearest; each rep keeps at least ``share`` of its book's potential."""
+    n = full.num_units
+    km_rank = np.argsort(full.pair_cost.reshape(n, 4) / full.unit_measure[:, :1], axis=1)
+    cur = km_rank[:, 0]
+    keep = full.unit_measure[:, :1].copy()
+    book = np.bincount(cur, keep[:, 0], minlength=4)
+    return replace(
+        full,
+        current_rep=cur,
+        keep_measure=keep,
+        keep_min=share * book[:, None],
+        keep_min_total=np.zeros(1),
+        keep_names=("potential",),
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_duals_bound_is_valid_and_close(seed):
+    space, _, full = _instance(seed)
+    y = smoothed_duals(full, space)
+    assert y.shape == _side_rows(full)[1].shape
+    lp = solve_relaxation(full)
+    bound = lagrangian_bound(full, y)
+    # Weak duality: never above the relaxation; annealed to a low temperature: close to it.
+    assert bound <= lp.objective * (1 + 1e-9)
+    assert bound >= lp.objective * (1 - 0.02)
+
+
+def test_sample_level_gives_a_valid_bound():
+    space, _, full = _instance(3)
+    settings = DualSettings(sample_share=0.5, min_sample_units=0, widen=0.1)
+    y = smoothed_duals(full, space, settings)
+    lp = solve_relaxation(full)
+    bound = lagrangian_bound(full, y)
+    assert bound <= lp.objective * (1 + 1e-9)
+    assert bound >= lp.objective * (1 - 0.05)
+
+
+def test_transfer_rows_and_locks_are_carried():
+    space, _, full = _instance(4)
+    problem = _with_transfer(full)
+    locked = np.full(problem.num_units, -1)
+    locked[:3] = problem.current_rep[:3]
+    problem = replace(problem, fixed_rep=locked)
+    y = smoothed_duals(problem, space)
+    side, lo, _, _ = _side_rows(problem)
+    assert y.shape == lo.shape
+    lp = solve_relaxation(problem)
+    assert lp.status == "OPTIMAL"
+    bound = lagrangian_bound(problem, y)
+    assert bound <= lp.objective * (1 + 1e-9)
+    assert bound >= lp.objective * (1 - 0.02)
+    # The keep rows' multipliers are never negative (they are >= rows).
+    n_keep = int((problem.keep_min > 0).sum())
+    assert np.all(y[-n_keep:] >= 0)
+
+
+def test_same_inputs_same_duals():
+    space, _, full = _instance(5)
+    settings = DualSettings(sample_share=0.5, min_sample_units=0)
+    a = smoothed_duals(full, space, settings)
+    b = smoothed_duals(full, space, settings)
+    np.testing.assert_array_equal(a, b)
