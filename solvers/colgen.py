@@ -330,6 +330,7 @@ def _sift(
     status = "UNKNOWN"
     best_y, bound_all = y, bound
     rounds = []
+    fixed = problem.fixed_rep  # the real locks, before any pins
     before_pins = None
     cost_scale = np.maximum.reduceat(np.abs(problem.pair_cost), problem.cand_indptr[:-1])
     for _ in range(max_rounds):
@@ -374,7 +375,7 @@ def _sift(
         objective = float(problem.pair_cost @ x)
         # Price every eligible pair: the all-pairs bound, and the pairs worth adding.
         tp = time.perf_counter()
-        units, reps, b = _price_all(problem, space, side, y, limits, per_unit, cost_scale)
+        units, reps, b = _price_all(problem, space, side, y, limits, per_unit, cost_scale, fixed)
         if b > bound_all:
             bound_all, best_y = b, y
         info.update(
@@ -414,13 +415,18 @@ def _sift(
     return problem, x, best_y, y, bound_all, status
 
 
-def _price_all(problem, space, side, y, limits, per_unit, cost_scale=None):
+def _price_all(problem, space, side, y, limits, per_unit, cost_scale=None, fixed=None):
     """Price every eligible pair against side-row duals ``y``: up to ``per_unit`` pairs per
     unit that beat its best candidate, and the Lagrangian bound over every eligible pair
-    against ``limits`` (the side rows' true ``(lo, hi)``), valid whatever ``y`` is."""
+    against ``limits`` (the side rows' true ``(lo, hi)``), valid whatever ``y`` is.
+
+    ``fixed`` are the real locks (default: the problem's): a unit pinned only to help
+    rounding must still count its cheapest pair, or the bound holds for the pinned
+    problem alone."""
     if cost_scale is None:
         cost_scale = np.maximum.reduceat(np.abs(problem.pair_cost), problem.cand_indptr[:-1])
-    fixed = problem.fixed_rep
+    if fixed is None:
+        fixed = problem.fixed_rep
     rc = _reduced(problem, side, y)
     locked = fixed >= 0
     cand_best = np.minimum.reduceat(rc, problem.cand_indptr[:-1])

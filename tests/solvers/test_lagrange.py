@@ -15,6 +15,7 @@ import pytest
 from test_colgen import _instance
 
 from solvers.aggregate import _side_rows, lagrangian_bound
+from solvers.colgen import _price_all
 from solvers.lagrange import DualSettings, smoothed_duals
 from solvers.lp import solve_relaxation
 
@@ -83,3 +84,20 @@ def test_same_inputs_same_duals():
     a = smoothed_duals(full, space, settings)
     b = smoothed_duals(full, space, settings)
     np.testing.assert_array_equal(a, b)
+
+
+def test_a_pin_does_not_leak_into_the_all_pairs_bound():
+    """Pins that only help rounding are not locks: priced with the real locks, the bound
+    of a pinned problem equals the unpinned one, and it stays below the relaxation; priced
+    with the pins as locks it may not."""
+    space, problem, full = _instance(6)
+    y = smoothed_duals(full, space)
+    side, lo, hi, _ = _side_rows(problem)
+    plain = _price_all(problem, space, side, y, (lo, hi), 1)[2]
+    pins = problem.fixed_rep.copy()
+    far = np.argsort(-space.km(np.arange(problem.num_units), problem.cand_rep))[:5]
+    pins[far] = problem.cand_rep[far]  # each unit's only candidate: a valid pin
+    pinned = replace(problem, fixed_rep=pins)
+    real = _price_all(pinned, space, side, y, (lo, hi), 1, fixed=problem.fixed_rep)[2]
+    assert real == pytest.approx(plain, rel=1e-12)
+    assert real <= solve_relaxation(full).objective * (1 + 1e-9)
