@@ -2,8 +2,9 @@
 
 1. The LP relaxation (HiGHS) gives a proven lower bound and a nearly integral plan.
 2. Rounding sends each unit to the rep with its largest share; only the few split units
-   can break a band. Reps that rounding broke get tighter limits and the LP is solved
-   again (a few rounds); single-unit moves repair the rest.
+   can break a band. Single-unit moves repair what they can; CP-SAT then re-decides the
+   units in doubt (split or nearly tied) exactly (:mod:`solvers.rounding`). Failing that,
+   reps that rounding broke get tighter limits and the LP is solved again (a few rounds).
 3. Large-neighbourhood search re-optimises groups of neighbouring territories exactly
    (small MIPs) while the gap to the bound exceeds the target and time remains.
 4. If rounding found no plan at all, CP-SAT solves the whole model from the rounded start.
@@ -29,6 +30,7 @@ from .lp import LpSolution, solve_relaxation
 from .pairspace import PairSpace
 from .problem import AlignmentProblem
 from .result import ProgressEvent, Result, relative_gap
+from .rounding import round_by_cpsat
 from .settings import SolveSettings
 
 __all__ = ["solve"]
@@ -72,6 +74,7 @@ def _round_and_repair(
     left: Callable[[], float],
     relax: Callable[[AlignmentProblem, float, LpSolution], LpSolution],
     max_rounds: int = 6,
+    rescue: Callable[[LpSolution, np.ndarray], bool] | None = None,
 ) -> tuple[dict, np.ndarray]:
     """Round the relaxation; where rounding breaks a rep's band, capacity or transfer limit,
     tighten that limit by what it broke it by, re-solve, and round again.
@@ -80,6 +83,12 @@ def _round_and_repair(
     some over and leaves nobody slack to give a unit back. Tightening only the reps that
     broke costs far less objective than a uniform margin. Single-unit repair moves finish
     what is left. Returns statistics per round and the last repaired plan (checked or not).
+
+    ``rescue`` (the relaxation and its repaired rounding in, whether a checked plan came
+    out) is tried after the first rounding, before any re-solve: the first relaxation is
+    the best one, and each tightened re-solve pays objective and time and can break more
+    reps than it mends (at 100,000 x 300 with capacity binding: 10 broken reps after the
+    first rounding, 49 to 211 after each of five re-solves).
     """
     lo, hi = problem.measure_lo.copy(), problem.measure_hi.copy()
     cap = problem.capacity_h.copy()
@@ -99,6 +108,9 @@ def _round_and_repair(
                 "lp_s": round(lp.runtime_s, 3),
             }
         )
+        if not ok and rescue is not None and len(rounds) == 1 and left() > 0:
+            ok = rescue(lp, repaired)
+            rounds[-1]["rescued"] = ok
         if ok or left() <= 0:
             break
         # Push each broken limit inward by 1.5x its breach (at least 0.1 % of the target).
@@ -262,6 +274,16 @@ def solve(
         consider(fixed, "repair")
         phases["neighbourhood_repair_s"] = time.perf_counter() - ts
 
+    def round_exactly(relaxed: LpSolution, plan: np.ndarray) -> bool:
+        # CP-SAT over the units in doubt, within half the time left (at most 30 s): the
+        # tightened re-solves and neighbourhood repair still get their turn.
+        ts = time.perf_counter()
+        fixed, stats["cpsat_rounding"] = round_by_cpsat(
+            problem, relaxed, plan, settings, time_limit_s=min(30.0, 0.5 * left())
+        )
+        phases["cpsat_rounding_s"] = time.perf_counter() - ts
+        return fixed is not None and consider(fixed, "round")
+
     status_hint = None
     start = None
     try:
@@ -270,7 +292,9 @@ def solve(
             split = lp.split_units(problem)
             stats["lp_split_units"] = int(split.size)
             ts = time.perf_counter()
-            stats["rounding"], last = _round_and_repair(problem, lp, consider, left, relax)
+            stats["rounding"], last = _round_and_repair(
+                problem, lp, consider, left, relax, rescue=round_exactly
+            )
             phases["round_s"] = time.perf_counter() - ts
             if best is None and left() > 1:
                 # Rounding left a few reps broken: re-decide each with its neighbours.
