@@ -18,8 +18,9 @@ module solves it in stages, pricing every eligible pair against duals
    is priced at once, from the group's centroid (a dense ``groups x reps`` array), and the
    most negative columns join. Elastic slack with a large penalty keeps every restricted
    master solvable (phase one): its duals price the columns that reduce infeasibility.
-   It stops at its first slack-free solution (``settle``): the group LP is far from the
-   unit optimum anyway (groups blur potential per hour), and sifting closes that gap at a
+   It stops once it needs no slack and few columns price out (``settle``), or, after a
+   smoothed dual, at its first slack-free solution: the group LP is far from the unit
+   optimum anyway (groups blur potential per hour), and sifting closes that gap at a
    fraction of the cost of more group rounds. Its solution is a feasible fractional plan over the
    real units (a group's share is its members' share).
 2. **Unit sifting.** Groups cost objective (members differ in potential per hour, which is
@@ -496,7 +497,7 @@ def solve_relaxation_priced(
     init_k: int = 8,
     per_group: int = 6,
     max_group_rounds: int = 20,
-    settle: float = 1.0,
+    settle: float = 0.01,
     free_share: float = 0.15,
     keep_k: int = 4,
     per_unit: int = 2,
@@ -587,7 +588,9 @@ def solve_relaxation_priced(
             init_k=init_k,
             per_group=per_group,
             max_rounds=max_group_rounds,
-            settle=settle,
+            # With the smoothed dual's bound in hand the group master need only give
+            # sifting a feasible start: its first slack-free solution will do.
+            settle=settle if start_duals is None else np.inf,
             start_duals=start_duals,
         )
         stats.setdefault("attempts", []).append(

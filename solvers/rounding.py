@@ -72,7 +72,7 @@ def round_by_cpsat(
     settings: SolveSettings,
     *,
     time_limit_s: float,
-    shares: tuple[float, ...] = (0.005, 0.02),
+    shares: tuple[float, ...] = (0.005, 0.02, 0.08),
 ) -> tuple[np.ndarray | None, dict]:
     """A checked plan from the relaxation ``lp`` and its rounding ``plan`` (a rep per unit,
     which may break limits), or ``None``: CP-SAT re-decides the units in doubt, hinted with
