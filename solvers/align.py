@@ -56,6 +56,14 @@ def _relax(problem: AlignmentProblem, time_limit_s: float, unit_xy) -> LpSolutio
     return solve_relaxation(problem, time_limit_s=max(0.1, time_limit_s))
 
 
+def _gap_target_objective(bound: float, gap: float) -> float:
+    """The largest objective whose :func:`~solvers.result.relative_gap` to ``bound`` is at
+    most ``gap`` (``-inf`` without a bound)."""
+    if not np.isfinite(bound):
+        return -np.inf
+    return bound / (1 - gap) if gap < 1 else np.inf
+
+
 def capacity_tight(problem: AlignmentProblem, ratio: float = 1.35) -> bool:
     """Whether the reps' summed capacity is below ``ratio`` times the least workload the
     book can need (every unit at its cheapest candidate, hours). Then the relaxation sends
@@ -279,7 +287,13 @@ def solve(
         # tightened re-solves and neighbourhood repair still get their turn.
         ts = time.perf_counter()
         fixed, stats["cpsat_rounding"] = round_by_cpsat(
-            problem, relaxed, plan, settings, time_limit_s=min(30.0, 0.5 * left())
+            problem,
+            relaxed,
+            plan,
+            settings,
+            time_limit_s=min(30.0, 0.5 * left()),
+            # A plan within the gap target ends the solve: no need to polish it here.
+            target=_gap_target_objective(bound, settings.relative_gap),
         )
         phases["cpsat_rounding_s"] = time.perf_counter() - ts
         return fixed is not None and consider(fixed, "round")

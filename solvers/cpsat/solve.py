@@ -108,18 +108,25 @@ def set_parameters(
 
 
 class _Progress(cp_model.CpSolverSolutionCallback):
-    def __init__(self, fn: ProgressFn | None, q: float, t0: float, phase: str) -> None:
+    def __init__(
+        self, fn: ProgressFn | None, q: float, t0: float, phase: str, stop_at: float = -np.inf
+    ) -> None:
         super().__init__()
         self._fn, self._q, self._t0, self._phase = fn, q, t0, phase
+        self._stop_at = stop_at
         self.num_solutions = 0
         self.best = float("inf")
         self.bound = float("-inf")
+        self.stopped_at_target = False
 
     def on_solution_callback(self) -> None:
         self.num_solutions += 1
         self.best = self.objective_value * self._q
         self.bound = self.best_objective_bound * self._q
         self.emit()
+        if self.best <= self._stop_at:
+            self.stopped_at_target = True
+            self.stop_search()
 
     def on_bound(self, bound: float) -> None:
         self.bound = bound * self._q
@@ -162,11 +169,13 @@ def solve_cpsat(
     hint: np.ndarray | None = None,
     progress: ProgressFn | None = None,
     time_limit_s: float | None = None,
+    stop_at: float = -np.inf,
 ) -> Result:
     """Solve the alignment with CP-SAT, warm-started from ``hint`` (rep index per unit).
 
     ``time_limit_s`` overrides the settings' wall-clock limit (the driver passes what is
-    left of the overall budget).
+    left of the overall budget). The search stops at the first plan whose objective is at
+    most ``stop_at`` (a caller that knows a bound elsewhere: good enough is good enough).
     """
     t0 = time.perf_counter()
     built = build_model(problem)
@@ -183,7 +192,7 @@ def solve_cpsat(
     solver = cp_model.CpSolver()
     set_parameters(solver, settings, limit)
     solver.log_callback = lambda line: log.debug("cp-sat: %s", line)
-    cb = _Progress(progress, built.objective_q, t0, "cp-sat")
+    cb = _Progress(progress, built.objective_q, t0, "cp-sat", stop_at)
     solver.best_bound_callback = cb.on_bound
     with _Interrupt(solver) as interrupt:
         status = solver.solve(built.model, cb)
@@ -200,7 +209,9 @@ def solve_cpsat(
         "num_conflicts": solver.num_conflicts,
         "objective_quantum": built.objective_q,
         "interrupted": interrupt.interrupted,
-        "stop_reason": _stop_reason(name, solver, settings, limit, interrupt.interrupted),
+        "stop_reason": _stop_reason(
+            name, solver, settings, limit, interrupt.interrupted, cb.stopped_at_target
+        ),
     }
     if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         values = solver.boolean_values(built.vars.x).to_numpy().astype(bool)
@@ -220,9 +231,11 @@ def solve_cpsat(
     return Result(empty, out, float("nan"), float("-inf"), runtime, stats)
 
 
-def _stop_reason(name, solver, settings, limit, interrupted) -> str:
+def _stop_reason(name, solver, settings, limit, interrupted, at_target=False) -> str:
     if interrupted:
         return "interrupted"
+    if at_target:
+        return "objective target reached"
     if name in ("OPTIMAL", "INFEASIBLE"):
         return "proven" if name == "INFEASIBLE" else "gap limit reached or optimal"
     if solver.wall_time >= 0.98 * limit:
