@@ -508,7 +508,7 @@ def solve_relaxation_priced(
     pin_whole_share: float = 1.0,
     pin_free_share: float = 0.3,
     pin_min: int = 10,
-    pin_whole_after: int = 7,
+    pin_whole_after: int = 0,
     pin_sift_rounds: int = 4,
     dual_settings: DualSettings = DualSettings(),
 ) -> tuple[AlignmentProblem, LpSolution]:
