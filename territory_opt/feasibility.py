@@ -19,6 +19,7 @@ __all__ = [
     "indivisibility_limit",
     "indivisibility_limits",
     "transfer_findings",
+    "transfer_capacity_findings",
 ]
 
 # The settings key behind each keep measure, per rep and overall.
@@ -185,6 +186,117 @@ def precheck(pp: PlanningProblem, tolerance: float) -> list[Finding]:
             )
         )
     out += transfer_findings(pp)
+    if not out:
+        out += transfer_capacity_findings(pp)
+    return out
+
+
+def _allowed_share(p, book, i: int, t: int, alpha: float) -> float:
+    """The transfer share that leaves rep ``i`` keeping ``alpha`` of its keep minimum of
+    keep measure ``t``, rounded up to the 4 decimals a message shows."""
+    keep = alpha * p.keep_min[i, t]
+    if p.keep_names[t] == "accounts":
+        # Kept accounts are whole (balance.keep_limits rounds them up): the share must
+        # bring them down to the whole number that fits, and a hair past it.
+        keep = np.floor(keep + 1e-9) - 1e-6
+    return min(1.0, math.ceil((1 - keep / book[i, t]) * 1e4) / 1e4)
+
+
+def transfer_capacity_findings(pp: PlanningProblem) -> list[Finding]:
+    """Reps whose transfer limits alone need more hours than their capacity.
+
+    A rep must keep at least ``keep_min`` of each keep measure of its current book, and
+    what it keeps must fit under its band maxima and its capacity (with whatever is named
+    or locked to it from other books). The least hours that keeping can take is an LP over
+    its current book (each account kept in part or whole, at its hours with this rep); when
+    that exceeds the capacity, no plan exists. The fix comes from a second LP: the largest
+    share of the keep minimums that fits, turned into the transfer share to allow, beside
+    the capacity that would let the current limits hold.
+    """
+    from scipy import sparse as sp
+
+    from solvers.mathopt_lp import solve_lp
+
+    p = pp.problem
+    if not p.num_keep or not np.any(np.isfinite(p.capacity_h)):
+        return []
+    r, n = p.num_reps, p.num_units
+    cur = p.current_rep.astype(np.int64)
+    has = cur >= 0
+    idx = np.flatnonzero(has)
+    stay_pair = np.full(n, -1, dtype=np.int64)
+    stay_pair[idx] = p.pair_index(idx, cur[idx])
+    can = (stay_pair >= 0) & ((p.fixed_rep < 0) | (p.fixed_rep == cur))
+    hours = np.where(can, p.pair_workload_h[np.maximum(stay_pair, 0)], 0.0)
+    # What other books' named and locked accounts already put on each rep.
+    inward = (p.fixed_rep >= 0) & (p.fixed_rep != cur)
+    in_units = np.flatnonzero(inward)
+    in_reps = p.fixed_rep[in_units].astype(np.int64)
+    in_hours = np.bincount(in_reps, p.pair_workload_h[p.pair_index(in_units, in_reps)], minlength=r)
+    room_h = p.capacity_h - in_hours
+    book_h = np.bincount(cur[can], hours[can], minlength=r)
+    # Only reps whose whole stayable book does not fit can fail.
+    suspects = np.flatnonzero((p.keep_min.max(axis=1) > 0) & (book_h > room_h * (1 + 1e-9)))
+    book = p.current_book()
+    out: list[Finding] = []
+    for i in suspects:
+        units = np.flatnonzero(can & (cur == i))
+        if units.size == 0:
+            continue
+        rows, lo, hi = [], [], []
+        for t in range(p.num_keep):
+            if p.keep_min[i, t] > 0:
+                rows.append(p.keep_measure[units, t])
+                lo.append(p.keep_min[i, t])
+                hi.append(np.inf)
+        for j in range(p.num_measures):
+            meas = p.unit_measure[units, j]
+            # Keeping less never lowers a non-negative measure's total: a valid cap.
+            if np.isfinite(p.measure_hi[i, j]) and np.all(meas >= 0):
+                rows.append(meas)
+                lo.append(-np.inf)
+                hi.append(p.measure_hi[i, j] - p.unit_measure[in_units[in_reps == i], j].sum())
+        a = sp.csr_matrix(np.vstack(rows))
+        locked = (p.fixed_rep[units] == i).astype(float)
+        least = solve_lp(hours[units], a, np.array(lo), np.array(hi), locked, np.ones(units.size))
+        if least.status != "OPTIMAL":
+            continue  # keeping itself is impossible: transfer_findings says why
+        need_h = float(hours[units] @ least.x)
+        if need_h <= room_h[i] * (1 + 1e-9) + 1e-6:
+            continue
+        # The largest share alpha of every keep minimum that fits: maximise alpha with the
+        # keep rows as (row - alpha * keep_min >= 0) and hours within the room.
+        k = len(keeps := [t for t in range(p.num_keep) if p.keep_min[i, t] > 0])
+        col = np.r_[-np.array(lo[:k]), np.zeros(len(lo) - k), 0.0]
+        a2 = sp.hstack([sp.vstack([a, sp.csr_matrix(hours[units])]), sp.csr_matrix(col[:, None])])
+        lo2 = np.r_[np.zeros(k), np.array(lo[k:]), -np.inf]
+        hi2 = np.r_[np.full(k, np.inf), np.array(hi[k:]), room_h[i]]
+        cost = np.r_[np.zeros(units.size), -1.0]
+        fit = solve_lp(cost, a2, lo2, hi2, np.r_[locked, 0.0], np.r_[np.ones(units.size), 1.0])
+        alpha = float(fit.x[-1]) if fit.status == "OPTIMAL" else 0.0
+        rep = pp.rep_ids[i]
+        what = " and ".join(
+            f"{100 * p.keep_min[i, t] / book[i, t]:.1f} % of its current {p.keep_names[t]}"
+            for t in keeps
+        )
+
+        fixes = ", ".join(
+            f"transfer.{_TRANSFER_KEY.get(p.keep_names[t], (f'keep[{p.keep_names[t]}]',))[0]} "
+            f"to at least {_allowed_share(p, book, i, t, alpha):.4f}"
+            for t in keeps
+        )
+        out.append(
+            Finding(
+                "transfer",
+                f"Rep '{rep}' must keep at least {what} within its band maximum; the least "
+                f"workload that takes is {need_h:,.1f} h (its current accounts at its own "
+                f"base), above its capacity {p.capacity_h[i]:,.1f} h"
+                + (f" less {in_hours[i]:,.1f} h named or locked to it" if in_hours[i] else "")
+                + f" by {need_h - room_h[i]:,.1f} h.",
+                f"relax {fixes}; or raise rep '{rep}' capacity_h to at least "
+                f"{need_h + in_hours[i]:,.1f}.",
+            )
+        )
     return out
 
 

@@ -289,6 +289,38 @@ def test_transfer_against_band_is_explained_with_the_arithmetic():
         plan(validate_inputs(*book(**ALL_ON_R1)), config)
 
 
+def test_transfer_against_capacity_is_explained_and_its_fixes_work():
+    # R1 must keep 4 of its 8 accounts (50 %) within its band maximum 31.5. The least hours
+    # that takes, keeping accounts in part or whole, is an LP, solved here independently
+    # (scipy); R1 gets 1 h less than that.
+    from scipy.optimize import linprog
+
+    config = transfer(max_accounts_share_per_rep=0.5)
+    p = built(config, **ALL_ON_R1).problem
+    hours = p.pair_workload_h[p.pair_index(np.arange(8), np.zeros(8, int))]
+    pot = p.unit_measure[:, 0]
+    lp = linprog(hours, A_ub=[-np.ones(8), pot], b_ub=[-4.0, 31.5], bounds=(0, 1))
+    # Equal target weights: the targets (and bands) must not follow the capacities.
+    tight = {"rep__capacity_h": [lp.fun - 1.0, 1e6], "rep__target_weight": [1.0, 1.0]}
+    (f,) = [f for f in precheck(built(config, **ALL_ON_R1, **tight), 0.05) if f.rule == "transfer"]
+    assert f.message.startswith("Rep 'R1' must keep at least 50.0 % of its current accounts")
+    least = float(f.message.split("takes is ")[1].split(" h")[0].replace(",", ""))
+    assert least == pytest.approx(lp.fun, abs=0.05)
+    assert "by 1.0 h" in f.message
+    with pytest.raises(InfeasibleError, match="the least workload that takes is"):
+        plan(validate_inputs(*book(**ALL_ON_R1, **tight)), config)
+    # Either suggested fix clears the finding.
+    share = float(f.fix.split("max_accounts_share_per_rep to at least ")[1].split(";")[0])
+    assert 0.5 < share <= 1.0
+    relaxed = transfer(max_accounts_share_per_rep=share + 1e-4)
+    left = precheck(built(relaxed, **ALL_ON_R1, **tight), 0.05)
+    assert not [g for g in left if g.rule == "transfer"]
+    capacity = float(f.fix.split("capacity_h to at least ")[1].rstrip(".").replace(",", ""))
+    more = {"rep__capacity_h": [capacity + 0.05, 1e6], "rep__target_weight": [1.0, 1.0]}
+    left = precheck(built(config, **ALL_ON_R1, **more), 0.05)
+    assert not [g for g in left if g.rule == "transfer"]
+
+
 def test_overall_transfer_limit_against_bands_is_explained():
     config = transfer(max_potential_share_total=0.4)
     (f,) = [f for f in precheck(built(config, **ALL_ON_R1), 0.05) if f.rule == "transfer"]
