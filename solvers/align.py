@@ -25,6 +25,7 @@ from .check import check_plan
 from .colgen import resolve_tightened, solve_relaxation_priced
 from .cpsat import solve_cpsat
 from .greedy import repair, solve_greedy
+from .lagrange import DualSettings
 from .lns import improve, repair_by_neighbourhoods
 from .lp import LpSolution, solve_relaxation
 from .pairspace import PairSpace
@@ -239,7 +240,14 @@ def solve(
         # slack): column generation over every eligible pair decides, so "infeasible" is
         # never said where a pair outside the candidates would have helped.
         log.info("candidates too narrow for the relaxation: pricing every eligible pair")
-        problem, lp = solve_relaxation_priced(problem, space, time_limit_s=0.75 * left())
+        problem, lp = solve_relaxation_priced(
+            problem,
+            space,
+            time_limit_s=0.75 * left(),
+            # The smoothed dual pays where capacity binds and the group master needs many
+            # rounds; elsewhere it settles at once.
+            dual_settings=DualSettings() if tight else None,
+        )
         bound_scope = "all eligible pairs"
 
         def relax(tightened, limit, previous):
