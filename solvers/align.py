@@ -96,8 +96,8 @@ def _round_and_repair(
     ``rescue`` (the relaxation and its repaired rounding in, whether a checked plan came
     out) is tried after the first rounding, before any re-solve: the first relaxation is
     the best one, and each tightened re-solve pays objective and time and can break more
-    reps than it mends (at 100,000 x 300 with capacity binding: 10 broken reps after the
-    first rounding, 49 to 211 after each of five re-solves).
+    reps than it mends (at 100,000 x 300 with capacity binding: 11 broken limits after
+    the first rounding, 49 to 214 after each of five re-solves).
     """
     lo, hi = problem.measure_lo.copy(), problem.measure_hi.copy()
     cap = problem.capacity_h.copy()

@@ -541,7 +541,7 @@ def solve_relaxation_priced(
 
     stats: dict = {"margin": margin, "capacity_margin": capacity_margin}
     movable = problem.fixed_rep < 0
-    _, lo_true, hi_true, _ = _side_rows(problem)
+    side_true, lo_true, hi_true, _ = _side_rows(problem)
     pulled = _pulled_in(problem, margin, capacity_margin) if margin or capacity_margin else None
     start_duals, smooth_bound = None, -np.inf
     if dual_settings is not None and int(movable.sum()) >= dual_settings.min_sample_units:
@@ -552,7 +552,6 @@ def solve_relaxation_priced(
         start_duals = smoothed_duals(
             problem, space, dual_settings, time_limit_s=0.25 * time_limit_s
         )
-        side_true = _side_rows(problem)[0]
         _, _, smooth_bound = _price_all(
             problem, space, side_true, start_duals, (lo_true, hi_true), 1
         )

@@ -5,9 +5,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import scipy.sparse as sp
 
 from solvers.cpsat.solve import Conflict
 from solvers.lp import Relaxation
+from solvers.mathopt_lp import solve_lp
 
 from .errors import Finding
 from .problem import PlanningProblem
@@ -213,10 +215,6 @@ def transfer_capacity_findings(pp: PlanningProblem) -> list[Finding]:
     share of the keep minimums that fits, turned into the transfer share to allow, beside
     the capacity that would let the current limits hold.
     """
-    from scipy import sparse as sp
-
-    from solvers.mathopt_lp import solve_lp
-
     p = pp.problem
     if not p.num_keep or not np.any(np.isfinite(p.capacity_h)):
         return []
