@@ -85,6 +85,7 @@ def plan(
     t0 = time.perf_counter()
     potential, method = estimate_potential(inputs.accounts, inputs.history, config.potential)
     pp, result, widenings = _solve_widening(inputs, potential, config, progress, t0)
+    t_solved = time.perf_counter()
     report = check_plan(pp.problem, result.assignment, reported_objective=result.objective)
     report.raise_if_failed()
 
@@ -109,7 +110,18 @@ def plan(
     )
     manifest["plan"]["candidate_widenings"] = widenings
     manifest["plan"]["candidate_pairs"] = pp.problem.num_pairs
+    log.info(
+        "plan done in %.1f s (check, tables and manifest after the solve: %.1f s)",
+        time.perf_counter() - t0,
+        time.perf_counter() - t_solved,
+    )
     return Plan(assignments, territories, manifest, result, report, pp, inputs)
+
+
+def _after_solve_s(pp: PlanningProblem) -> float:
+    """Seconds kept back from the solve for the check, the tables and the manifest, so that
+    the whole plan honours the time limit (measured: 4.4 s at 1,000,000 accounts)."""
+    return 0.2 + 5e-6 * pp.problem.num_units
 
 
 def _solve_widening(inputs, potential, config, progress, t0):
@@ -130,7 +142,7 @@ def _solve_widening(inputs, potential, config, progress, t0):
         if hard:
             raise InfeasibleError(hard)
         last = attempt == config.max_widenings
-        left = config.solve.time_limit_s - (time.perf_counter() - t0)
+        left = config.solve.time_limit_s - (time.perf_counter() - t0) - _after_solve_s(pp)
         if left <= 0:
             raise InfeasibleError(
                 [

@@ -89,6 +89,26 @@ def test_staged_relaxation_is_feasible_and_brackets_the_exact_lp(random_problem,
     assert sol.split_units(problem).size <= 3 * problem.num_reps
 
 
+def test_staged_relaxation_keeps_the_group_solution_when_no_refinement_finishes(
+    random_problem,
+):
+    """With no refinement (as when the first one outlasts the limit at 1,000,000 units),
+    the group LP's slack-free solution is still a solution of the unit LP: the status is
+    FEASIBLE, every row holds, and bound <= exact LP <= objective."""
+    problem, _ = random_problem(600, 12, 4, num_candidates=4, tolerance=0.08)
+    exact = solve_relaxation(problem)
+    rng = np.random.default_rng(4)
+    sol = solve_relaxation_at_scale(
+        problem, unit_xy=rng.random((600, 2)), group_size=6, max_refinements=0
+    )
+    assert sol.status == "FEASIBLE" and sol.stats["group_solution_kept"]
+    a, lo, hi, var_lo = _arrays(problem)
+    act = a @ sol.x
+    scale = np.maximum(1.0, np.abs(np.where(np.isfinite(hi), hi, lo)))
+    assert np.all(act >= lo - 1e-6 * scale) and np.all(act <= hi + 1e-6 * scale)
+    assert sol.bound <= exact.objective * (1 + 1e-7) <= sol.objective * (1 + 2e-7)
+
+
 def test_engine_uses_the_staged_relaxation_for_large_problems(random_problem, monkeypatch):
     problem, _ = random_problem(500, 10, 6, num_candidates=4, tolerance=0.1)
     monkeypatch.setattr(align, "LARGE_UNITS", 100)
