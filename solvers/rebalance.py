@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -77,9 +78,9 @@ def moved_potential(problem: AlignmentProblem, assignment: np.ndarray) -> tuple[
 @dataclass(frozen=True)
 class DisruptionBound:
     """``lp``: the transshipment LP bound (``nan`` when the LP was not solved to
-    optimality; ``inf`` when it is infeasible: no plan exists); ``arithmetic``: what the
-    bands force in or out; ``bound``: the larger valid one. ``required_in`` and
-    ``required_out`` are per rep."""
+    optimality; ``inf`` when it is infeasible: no plan exists), or a stronger LP bound
+    (``method`` says which); ``arithmetic``: what the bands force in or out; ``bound``: the
+    larger valid one. ``required_in`` and ``required_out`` are per rep."""
 
     lp: float
     arithmetic: float
@@ -89,6 +90,7 @@ class DisruptionBound:
     required_out: np.ndarray
     orphan_potential: float
     method: str = "transshipment LP over all reps"
+    raised_s: float = 0.0  # seconds spent raising it after the plan (a stronger LP)
 
     @property
     def bound(self) -> float:
@@ -457,6 +459,7 @@ def solve_lexicographic(
     balance_slack: float = 0.01,
     frontier: int = 0,
     time_limit_s: float | None = None,
+    hold_back: Callable[[float], float] | None = None,
 ) -> LexResult:
     """Least disruption, then least imbalance, then least travel (see the module docstring).
 
@@ -466,7 +469,8 @@ def solve_lexicographic(
     best-balanced plan the transfer limits allow; each plan minimises imbalance, then
     travel, under its cap. Deterministic for a given seed and worker count when every stage
     ends on its deterministic limit or its gap (``settings.deterministic_time``, split
-    over the stages like the wall clock).
+    over the stages like the wall clock). ``hold_back`` (stage 1's moved potential in,
+    seconds out) keeps time back from the later stages for the caller.
     """
     t0 = time.perf_counter()
     limit = settings.time_limit_s if time_limit_s is None else time_limit_s
@@ -514,6 +518,8 @@ def solve_lexicographic(
     _, moved1 = moved_potential(problem, a1)
     stages.append(Stage("disruption", first.status, moved1, first.bound, time.perf_counter() - ts))
     stats["disruption"] = {k: v for k, v in first.stats.items() if k != "polish"}
+    if hold_back is not None:
+        limit -= max(0.0, hold_back(moved1))
     if left() < MIN_STAGE_S:
         stages.append(Stage("balance", "SKIPPED (no time left)", np.nan, np.nan, 0.0))
         return LexResult(a1, "FEASIBLE", tuple(stages), stats=stats)

@@ -296,6 +296,7 @@ def build_result(
             if np.isfinite(bound.lp) and bound.lp >= bound.arithmetic
             else "arithmetic (what the bands force in or out)",
             "moved_potential_arithmetic_bound": bound.arithmetic,
+            "moved_potential_bound_raise_s": bound.raised_s,
             "moved_potential_lp_bound": finite_or_none(bound.lp),
             "disruption_ratio": moved_pot / lb if lb > 0 else None,
             "protected_accounts": int(sum(1 for w in b.protected_why if w)),

@@ -13,6 +13,7 @@ The previous plan is the plan pipeline's on that book (band +-10 %).
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -250,6 +251,42 @@ def test_leaver_book_is_rehomed_to_neighbours(book):
     pl = r.manifest["plan"]
     assert pl["moved_potential"] >= pl["moved_potential_lower_bound"] * (1 - 1e-9)
     assert pl["moved_potential"] <= 1.10 * pl["moved_potential_lower_bound"]
+
+
+def test_capacity_aware_bounds_bracket_and_reach_the_manifest(book, monkeypatch):
+    """A leaver on reps with little capacity to spare (the far corners R1 and R3 have the
+    most): the staged relaxation's Lagrangian bound (what books of 50,000 accounts and more
+    get) lies between the transshipment bound and the exact LP relaxation's optimum, and
+    the rebalance's manifest states a bound no larger than what its checked plan moves."""
+    import territory_opt.rebalance as rb
+
+    prev = load_previous_plan(book / "plan")
+    q = rb._build(prev, [], prev.config).pp.problem
+    u = np.flatnonzero(q.current_rep >= 0)
+    work = np.bincount(
+        q.current_rep[u], q.pair_workload_h[q.pair_index(u, q.current_rep[u])], q.num_reps
+    )
+    reps = prev.inputs.reps.copy()
+    far = reps["rep_id"].isin(["R1", "R3"]).to_numpy()
+    reps["capacity_h"] = work + work.mean() * np.where(far, 1.0, 0.1)
+    tight = replace(prev, inputs=replace(prev.inputs, reps=reps))
+    changes = validate_changes(
+        pd.DataFrame([{"change": "remove", "rep_id": "R5"}]), reps, file="test"
+    )
+    p = rb._build(tight, changes, tight.config).pp.problem
+    trans = disruption_bound(p)
+    xy = tight.inputs.accounts[["lon", "lat"]].to_numpy(float)
+    exact = rb._exact_bound(p, trans, 20.0, unit_xy=xy)
+    monkeypatch.setattr(rb, "EXACT_BOUND_UNITS", 100)
+    staged = rb._exact_bound(p, trans, 20.0, unit_xy=xy)
+    assert trans.bound * (1 - 1e-9) <= staged.bound <= exact.bound * (1 + 1e-7)
+    # On this small book the staged relaxation is as tight as the exact LP.
+    assert staged.bound == pytest.approx(exact.bound, rel=1e-6)
+    r = rebalance(tight, changes)
+    assert r.check.ok
+    pl = r.manifest["plan"]
+    assert trans.bound * (1 - 1e-9) <= pl["moved_potential_lower_bound"]
+    assert pl["moved_potential_lower_bound"] <= pl["moved_potential"] * (1 + 1e-9)
 
 
 def test_same_seed_same_plan(book):
