@@ -107,7 +107,7 @@ def _round_and_repair(
     for _ in range(max_rounds):
         plan = lp.rounded(problem)
         before = check_plan(problem, plan)
-        repaired = repair(problem, plan)
+        repaired = repair(problem, plan, time_left=left)
         last = repaired
         ok = consider(repaired, "round")
         rounds.append(
@@ -120,6 +120,7 @@ def _round_and_repair(
         if not ok and rescue is not None and len(rounds) == 1 and left() > 0:
             ok = rescue(lp, repaired)
             rounds[-1]["rescued"] = ok
+        log.info("rounding %d: %s", len(rounds), rounds[-1])
         if ok or left() <= 0:
             break
         # Push each broken limit inward by 1.5x its breach (at least 0.1 % of the target).

@@ -239,12 +239,16 @@ def _group_master(
         g_cost = agg.T @ problem.pair_cost
         g_assign = sp.csr_matrix((np.ones(nc), (cg, np.arange(nc))), shape=(gr.num, nc))
         g_var_lo = (agg.T @ var_lo) / gr.size[cg]
-        res, yv, slack = _elastic_solve(
+        res, yv, lp_slack = _elastic_solve(
             g_cost, g_side, lo, hi, g_var_lo, np.ones(nc), g_assign, side_w, max(0.1, left())
         )
         if res.status not in ("OPTIMAL", "FEASIBLE"):
+            # An LP stopped without a solution reports no slack (x = 0): the last solved
+            # round's slack and solution stand.
             rounds.append({"columns": int(nc), "status": res.status})
+            log.info("group master round %d: %s", len(rounds), rounds[-1])
             break
+        slack = lp_slack
         scale = float(np.mean(g_cost[g_cost > 0])) if np.any(g_cost > 0) else 1.0
         u = res.y[: gr.num] * scale
         y = _clip_duals(yv, lo, hi)

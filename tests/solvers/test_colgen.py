@@ -13,6 +13,8 @@ reps that are not their nearest: pricing has to find those pairs.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -186,3 +188,38 @@ def test_capacity_is_tight_within_35_percent_of_the_least_workload():
     least = problem.pair_workload_h.sum()  # one candidate per unit: its workload is least
     assert align.capacity_tight(replace(problem, capacity_h=np.full(4, 0.33 * least)))
     assert not align.capacity_tight(replace(problem, capacity_h=np.full(4, 0.34 * least)))
+
+
+def test_group_master_keeps_the_last_solved_slack_when_an_lp_stops(monkeypatch):
+    """An LP stopped by its time limit has no solution (x = 0, so no slack either): the
+    group master must report the last solved round's slack, not a slack-free solution it
+    never found (at 100,000 x 300 with drift this sent an infeasible start into sifting)."""
+    import solvers.colgen as colgen
+
+    space, problem, _ = _instance(0)
+    real = colgen._elastic_solve
+    calls = []
+
+    def stub(*args, **kwargs):
+        res, y, slack = real(*args, **kwargs)
+        calls.append(slack)
+        if len(calls) == 1:
+            return res, y, 0.5  # as if the first master needed slack
+        return replace(res, status="UNKNOWN", x=np.zeros_like(res.x)), y, 0.0
+
+    monkeypatch.setattr(colgen, "_elastic_solve", stub)
+    gr = colgen._Groups(space, problem, np.arange(problem.num_units) // 4)
+    stats: dict = {}
+    _, x, _, slack = colgen._group_master(
+        problem,
+        space,
+        gr,
+        lambda: 10.0,
+        stats,
+        init_k=1,
+        per_group=2,
+        max_rounds=5,
+        settle=0.0,
+    )
+    assert len(calls) == 2 and stats["group_master"][-1]["status"] == "UNKNOWN"
+    assert slack == 0.5 and x is not None
