@@ -697,7 +697,7 @@ EXACT_BOUND_UNITS = 50_000
 BOUND_RESERVE_S = 20.0
 
 
-def _exact_bound(p: AlignmentProblem, bound, time_limit_s: float, unit_xy=None):
+def _lp_bound(p: AlignmentProblem, bound, time_limit_s: float, unit_xy=None):
     """The transshipment bound, raised to the LP relaxation's (every rule of the whole
     problem, capacity included, fractional accounts) when that is higher: the exact
     optimum below :data:`EXACT_BOUND_UNITS` accounts, a Lagrangian bound from the staged
@@ -871,7 +871,7 @@ def rebalance(
     # 2.20 x the transshipment bound, with capacity binding).
     if left > 1.0 and moved > 1.02 * bound.bound:
         xy = previous.inputs.accounts[["lon", "lat"]].to_numpy(float)
-        bound = _exact_bound(p, bound, min(left, 60.0), unit_xy=xy)
+        bound = _lp_bound(p, bound, min(left, 60.0), unit_xy=xy)
     return build_result(
         previous,
         b,

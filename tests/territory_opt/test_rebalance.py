@@ -276,9 +276,9 @@ def test_capacity_aware_bounds_bracket_and_reach_the_manifest(book, monkeypatch)
     p = rb._build(tight, changes, tight.config).pp.problem
     trans = disruption_bound(p)
     xy = tight.inputs.accounts[["lon", "lat"]].to_numpy(float)
-    exact = rb._exact_bound(p, trans, 20.0, unit_xy=xy)
+    exact = rb._lp_bound(p, trans, 20.0, unit_xy=xy)
     monkeypatch.setattr(rb, "EXACT_BOUND_UNITS", 100)
-    staged = rb._exact_bound(p, trans, 20.0, unit_xy=xy)
+    staged = rb._lp_bound(p, trans, 20.0, unit_xy=xy)
     assert trans.bound * (1 - 1e-9) <= staged.bound <= exact.bound * (1 + 1e-7)
     # On this small book the staged relaxation is as tight as the exact LP.
     assert staged.bound == pytest.approx(exact.bound, rel=1e-6)
