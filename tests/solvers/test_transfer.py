@@ -235,7 +235,7 @@ def test_rounding_tightens_a_broken_transfer_limit_and_solves_again(monkeypatch)
     first = LpSolution("OPTIMAL", x, float(problem.pair_cost @ x), 0.0, 0.0, "test")
     assert not check_plan(problem, first.rounded(problem)).ok
     # Without single-unit repair, only the tightened re-solve can fix the plan.
-    monkeypatch.setattr(align, "repair", lambda p, plan: plan)
+    monkeypatch.setattr(align, "repair", lambda p, plan, **_: plan)
     seen = []
 
     def relax(tightened, limit, previous):
