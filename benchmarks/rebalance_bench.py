@@ -102,7 +102,11 @@ def run(n: int, r: int, kind: str, seed: int, time_limit: float, tolerance: floa
         "ratio": round(pl["disruption_ratio"], 4) if pl["disruption_ratio"] else None,
         "stage1_moved": round(first["objective"]),
         "worst_dev_pct": round(pl["worst_dev_pct"], 2),
-        "region": {k: m["solver"]["regions"][-1][k] for k in ("hops", "reps", "free_accounts")},
+        # The region the plan came from (wider ones may have been tried and not kept).
+        "region": {
+            k: [t for t in m["solver"]["regions"] if "stages" in t][-1][k]
+            for k in ("hops", "reps", "free_accounts")
+        },
         "stages": [
             (s["name"], s["status"], round(s["runtime_s"], 2)) for s in m["solver"]["stages"]
         ],

@@ -58,6 +58,7 @@ from .settings import SolveSettings
 __all__ = [
     "DisruptionBound",
     "disruption_bound",
+    "least_disruption",
     "moved_potential",
     "region_subproblem",
     "Stage",
@@ -450,6 +451,32 @@ def _least_disruption(
     return Result(np.full(problem.num_units, -1), "UNKNOWN", np.nan, bound, 0.0, stats)
 
 
+def _disruption_costs(problem: AlignmentProblem) -> AlignmentProblem:
+    """Stage 1's problem: a pair costs the account's potential when it moves, plus a hair
+    of travel to break ties."""
+    pot = problem.unit_measure[:, 0]
+    pu = problem.pair_unit
+    moves = problem.cand_rep != problem.current_rep[pu]
+    tie = 1e-4 * float(pot.sum()) / max(float(problem.pair_cost.sum()), 1e-300)
+    return replace(problem, pair_cost=pot[pu] * moves + tie * problem.pair_cost)
+
+
+def least_disruption(
+    problem: AlignmentProblem, settings: SolveSettings, time_limit_s: float
+) -> tuple[float, float]:
+    """Stage 1 of :func:`solve_lexicographic` alone, to compare regions: the potential its
+    first checked plan moves (``inf`` without one) and the region's LP bound on it."""
+    first = _least_disruption(
+        _disruption_costs(problem),
+        settings,
+        max(time_limit_s, 0.1),
+        0.5 * settings.effective_deterministic_time,
+    )
+    if not first.has_plan:
+        return float("inf"), float(first.bound)
+    return moved_potential(problem, np.asarray(first.assignment))[1], float(first.bound)
+
+
 def solve_lexicographic(
     problem: AlignmentProblem,
     settings: SolveSettings,
@@ -497,13 +524,7 @@ def solve_lexicographic(
         stages.append(Stage(name, solver.status_name(status), obj, bnd, time.perf_counter() - ts))
         return status, a, solver
 
-    # Stage 1: a pair costs the account's potential when it moves, plus a hair of travel
-    # to break ties.
-    pot = problem.unit_measure[:, 0]
-    pu = problem.pair_unit
-    moves = problem.cand_rep != problem.current_rep[pu]
-    tie = 1e-4 * float(pot.sum()) / max(float(problem.pair_cost.sum()), 1e-300)
-    disrupt = replace(problem, pair_cost=pot[pu] * moves + tie * problem.pair_cost)
+    disrupt = _disruption_costs(problem)
     ts = time.perf_counter()
     # Feasibility and least disruption come first: stage 1 may use all the time left (it
     # returns as soon as it has a checked plan); the later stages share what remains.

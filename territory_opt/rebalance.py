@@ -33,7 +33,10 @@ is never below it.
 
 **Locality.** Only the territories within one hop of a changed rep are freed at first
 (everyone else keeps every account), widened one hop at a time while that region admits no
-plan, up to ``max_hops``. The plan is then checked (:func:`solvers.check.check_plan`)
+plan, up to ``max_hops``; and, while the region's least-disruption plan moves more than 1.10
+x the bound and under a quarter of the time limit is spent, one hop further as long as each
+widening moves at least 2 % less. The lexicographic stages then run on the region chosen.
+The plan is then checked (:func:`solvers.check.check_plan`)
 against the *whole* problem: every band, capacity, protected account, neighbour rule and
 budget.
 
@@ -68,6 +71,7 @@ from solvers.pairspace import unit_vectors
 from solvers.problem import AlignmentProblem
 from solvers.rebalance import (
     disruption_bound,
+    least_disruption,
     moved_potential,
     region_subproblem,
     solve_lexicographic,
@@ -695,6 +699,12 @@ def _bound_findings(b: _Built, config: PlanConfig) -> list[Finding]:
 # 100,000 accounts outlasts any rebalance's time limit.
 EXACT_BOUND_UNITS = 50_000
 BOUND_RESERVE_S = 20.0
+# A region one hop wider is tried while the plan moves more than WIDEN_UNTIL x the bound
+# and less than WIDEN_TIME_SHARE of the time limit is spent; it is kept if it moves at
+# least WIDEN_GAIN less.
+WIDEN_UNTIL = 1.10
+WIDEN_TIME_SHARE = 0.25
+WIDEN_GAIN = 0.02
 
 
 def _lp_bound(p: AlignmentProblem, bound, time_limit_s: float, unit_xy=None):
@@ -803,6 +813,11 @@ def rebalance(
         if p.num_units >= EXACT_BOUND_UNITS
         else 0.0
     )
+    # Pass 1 chooses the region by least disruption alone (stage 1, about a second at
+    # 100,000 x 300): the nearest region that admits a plan, or a wider one while that
+    # moves markedly less (a leaver at 100,000 x 300: the two-hop region moved 1.33 x the
+    # whole book's bound, its own LP bound being 1.28 x).
+    chosen = None
     for hop in range(1, rb.max_hops + 1):
         reach = reach | b.adjacency[reach].any(axis=0)
         region = reach[rep_owner]
@@ -819,38 +834,57 @@ def rebalance(
         if built is None:
             entry["result"] = "an orphan has no candidate in the region"
             continue
-        sub, free, group, _ = built
-        entry["free_accounts"] = int(free.size)
+        entry["free_accounts"] = int(built[1].size)
+        moved1, lp1 = least_disruption(built[0], config.solve, 0.5 * left)
+        entry.update(least_disruption=moved1, region_lp_bound=lp1)
+        if not np.isfinite(moved1):
+            entry["result"] = "no plan in the region"
+            if region.all():
+                break
+            continue
+        if chosen is not None and moved1 >= (1 - WIDEN_GAIN) * chosen[1]:
+            entry["result"] = "moves no less than one hop fewer"
+            break
+        entry["result"] = "chosen"
+        if chosen is not None:
+            chosen[0]["result"] = "a wider region moves less"
+        chosen = (entry, moved1, built)
+        spent = time.perf_counter() - t0
+        if (
+            moved1 <= WIDEN_UNTIL * bound.bound
+            or spent > WIDEN_TIME_SHARE * config.solve.time_limit_s
+            or region.all()
+        ):
+            break
+    if chosen is not None:
+        entry, _, (sub, free, group, _) = chosen
+        left = config.solve.time_limit_s - (time.perf_counter() - t0)
         res = solve_lexicographic(
             sub,
             config.solve,
             balance_weight=weight[group],
             slack=rb.disruption_slack,
             frontier=frontier,
-            time_limit_s=left,
+            time_limit_s=max(left, 1.0),
             # Time for the capacity-aware bound after the plan, if this plan will need it.
             hold_back=lambda moved: reserve if moved > 1.02 * bound.bound else 0.0,
         )
         entry["stages"] = [vars(s) for s in res.stages]
         entry["result"] = res.status
-        if not res.has_plan:
-            if region.all():
-                break
-            continue
-        full = p.current_rep.astype(np.int64).copy()
-        full[free] = group[res.assignment]
-        report = check_plan(p, full)
-        if not report.ok:
-            entry["result"] = "failed the check: " + report.describe(3)
-            continue
-        fronts = []
-        for fa in res.frontier:
-            f = p.current_rep.astype(np.int64).copy()
-            f[free] = group[fa]
-            if check_plan(p, f).ok:
-                fronts.append(f)
-        plan = (full, report, fronts, res)
-        break
+        if res.has_plan:
+            full = p.current_rep.astype(np.int64).copy()
+            full[free] = group[res.assignment]
+            report = check_plan(p, full)
+            if report.ok:
+                fronts = []
+                for fa in res.frontier:
+                    f = p.current_rep.astype(np.int64).copy()
+                    f[free] = group[fa]
+                    if check_plan(p, f).ok:
+                        fronts.append(f)
+                plan = (full, report, fronts, res)
+            else:
+                entry["result"] = "failed the check: " + report.describe(3)
     if plan is None:
         raise InfeasibleError(
             [
