@@ -463,9 +463,10 @@ def _disruption_costs(problem: AlignmentProblem) -> AlignmentProblem:
 
 def least_disruption(
     problem: AlignmentProblem, settings: SolveSettings, time_limit_s: float
-) -> tuple[float, float]:
+) -> tuple[float, Result]:
     """Stage 1 of :func:`solve_lexicographic` alone, to compare regions: the potential its
-    first checked plan moves (``inf`` without one) and the region's LP bound on it."""
+    first checked plan moves (``inf`` without one) and the stage's result (its ``bound`` is
+    the LP bound; pass it on as ``first``). Uses the deterministic time stage 1 gets there."""
     first = _least_disruption(
         _disruption_costs(problem),
         settings,
@@ -473,8 +474,8 @@ def least_disruption(
         0.5 * settings.effective_deterministic_time,
     )
     if not first.has_plan:
-        return float("inf"), float(first.bound)
-    return moved_potential(problem, np.asarray(first.assignment))[1], float(first.bound)
+        return float("inf"), first
+    return moved_potential(problem, np.asarray(first.assignment))[1], first
 
 
 def solve_lexicographic(
@@ -487,6 +488,7 @@ def solve_lexicographic(
     frontier: int = 0,
     time_limit_s: float | None = None,
     hold_back: Callable[[float], float] | None = None,
+    first: Result | None = None,
 ) -> LexResult:
     """Least disruption, then least imbalance, then least travel (see the module docstring).
 
@@ -497,7 +499,8 @@ def solve_lexicographic(
     travel, under its cap. Deterministic for a given seed and worker count when every stage
     ends on its deterministic limit or its gap (``settings.deterministic_time``, split
     over the stages like the wall clock). ``hold_back`` (stage 1's moved potential in,
-    seconds out) keeps time back from the later stages for the caller.
+    seconds out) keeps time back from the later stages for the caller. ``first`` is stage
+    1's result from :func:`least_disruption` on the same problem, if the caller has it.
     """
     t0 = time.perf_counter()
     limit = settings.time_limit_s if time_limit_s is None else time_limit_s
@@ -528,7 +531,10 @@ def solve_lexicographic(
     ts = time.perf_counter()
     # Feasibility and least disruption come first: stage 1 may use all the time left (it
     # returns as soon as it has a checked plan); the later stages share what remains.
-    first = _least_disruption(disrupt, settings, max(left(), 1.0), shares[0] * dlimit)
+    if first is None:
+        first = _least_disruption(disrupt, settings, max(left(), 1.0), shares[0] * dlimit)
+    else:
+        ts -= first.runtime_s  # the caller ran stage 1: its time still counts as stage 1's
     stats["disruption"] = first.stats
     if not first.has_plan:
         stages.append(
