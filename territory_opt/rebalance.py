@@ -85,6 +85,7 @@ from .io import Inputs, load_inputs, read_table
 from .manifest import json_default, sha256_file
 from .potential import estimate_potential
 from .problem import PlanningProblem, build_problem
+from .verify import after_solve_s
 from .workload import capacity_h
 
 __all__ = ["PreviousPlan", "Rebalance", "load_previous_plan", "rebalance", "rebalance_files"]
@@ -867,8 +868,7 @@ def rebalance(
             balance_weight=weight[group],
             slack=rb.disruption_slack,
             frontier=frontier,
-            # Less the check and the tables after it (about 0.8 s at 100,000 accounts).
-            time_limit_s=max(left - 0.3 - 5e-6 * p.num_units, 0.0),
+            time_limit_s=max(left - after_solve_s(p.num_units), 0.0),
             # Time for the capacity-aware bound after the plan, if this plan will need it.
             hold_back=lambda moved: reserve if moved > 1.02 * bound.bound else 0.0,
             first=first,

@@ -14,7 +14,14 @@ from .config import PlanConfig
 from .geo import haversine_km
 from .workload import capacity_h, visits_per_year, workload_h
 
-__all__ = ["verify_tables"]
+__all__ = ["after_solve_s", "verify_tables"]
+
+
+def after_solve_s(num_accounts: int) -> float:
+    """Seconds to keep back from a solve for what follows it (the plan check, the tables
+    and their verification, the manifest), so that the whole run honours its time limit:
+    measured 4.2 to 4.7 s at 1,000,000 accounts and about 0.8 s at 100,000."""
+    return 0.3 + 5e-6 * num_accounts
 
 
 def verify_tables(
