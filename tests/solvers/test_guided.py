@@ -1,0 +1,89 @@
+"""The relaxation from near-optimal duals (:mod:`solvers.guided`): units the duals settle
+are fixed, the LP over the rest gives a solution of the whole relaxation near its optimum.
+
+The instance is the one of ``test_colgen``: 80 accounts, 4 reps, rep 0's capacity binding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from test_colgen import _instance
+
+from solvers.aggregate import _side_rows, lagrangian_bound
+from solvers.guided import guided_relaxation, with_priced_pairs
+from solvers.lagrange import smoothed_duals
+from solvers.lp import solve_relaxation
+
+
+def _assert_relaxed_solution(problem, x):
+    """Every unit wholly assigned over its pairs, every side row within its limits,
+    locked units on their rep."""
+    per_unit = np.bincount(problem.pair_unit, x, minlength=problem.num_units)
+    np.testing.assert_allclose(per_unit, 1.0, atol=1e-6)
+    assert np.all(x >= -1e-9)
+    side, lo, hi, _ = _side_rows(problem)
+    use = side @ x
+    scale = np.maximum(np.abs(np.where(np.isfinite(hi), hi, lo)), 1.0)
+    assert np.all(use >= lo - 1e-6 * scale)
+    assert np.all(use <= hi + 1e-6 * scale)
+    locked = np.flatnonzero(problem.fixed_rep >= 0)
+    if locked.size:
+        pairs = problem.pair_index(locked, problem.fixed_rep[locked])
+        np.testing.assert_allclose(x[pairs], 1.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_guided_solution_is_feasible_and_near_the_optimum(seed):
+    space, _, full = _instance(seed)
+    y = smoothed_duals(full, space)
+    out = guided_relaxation(full, y, time_left=lambda: 30.0, margins=(0.2, 0.4, 0.8, 10.0))
+    assert out is not None
+    x, duals = out
+    assert duals.shape == _side_rows(full)[1].shape
+    _assert_relaxed_solution(full, x)
+    lp = solve_relaxation(full)
+    objective = float(full.pair_cost @ x)
+    # A solution of the relaxation costs at least its optimum, and the duals' bound is
+    # below both; fixing only the units the duals settle loses little.
+    assert objective >= lp.objective * (1 - 1e-9)
+    assert lagrangian_bound(full, y) <= objective
+    assert objective <= lp.objective * 1.005
+
+
+def test_priced_pairs_hold_each_units_best_pair():
+    space, base, full = _instance(0)
+    y = smoothed_duals(full, space)
+    problem = with_priced_pairs(base, space, y, per_unit=2)
+    assert problem.num_pairs > base.num_pairs
+    # Every unit's pair of least reduced cost over all pairs is among the candidates now.
+    side, _, _, _ = _side_rows(full)
+    rc = full.pair_cost - side.T @ y
+    order = np.lexsort((rc, full.pair_unit))
+    first = order[np.r_[True, full.pair_unit[order][1:] != full.pair_unit[order][:-1]]]
+    best = full.cand_rep[first]
+    assert np.all(problem.pair_index(np.arange(full.num_units), best) >= 0)
+
+
+def test_guided_keeps_locked_units():
+    space, _, full = _instance(0)
+    locked = np.full(full.num_units, -1)
+    locked[:5] = 3  # the far corner for some of them: their pair must stay whole
+    problem = replace(full, fixed_rep=locked)
+    y = smoothed_duals(problem, space)
+    out = guided_relaxation(problem, y, time_left=lambda: 30.0, margins=(0.2, 0.4, 0.8, 10.0))
+    assert out is not None
+    _assert_relaxed_solution(problem, out[0])
+
+
+def test_guided_gives_up_when_the_duals_settle_units_wrongly():
+    # Zero duals send every unit to its nearest rep, which breaks rep 0's capacity; with a
+    # margin too narrow to free anyone the LP needs slack, and no solution is claimed.
+    _, _, full = _instance(0, cap_share=0.7)
+    stats: dict = {}
+    y0 = np.zeros(_side_rows(full)[1].shape)
+    out = guided_relaxation(full, y0, time_left=lambda: 30.0, margins=(1e-9,), stats=stats)
+    assert out is None
+    assert stats["guided"][0]["slack"] > 0
