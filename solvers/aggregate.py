@@ -200,6 +200,14 @@ def _refine_lp(problem, side, lo, hi, var_lo, weight, x, y, movable, share, keep
     pos = np.arange(pairs.size)
     rank = pos - np.maximum.accumulate(np.where(first, pos, 0))
     pairs = np.sort(pairs[(rank < keep_k) | (x[pairs] > 1e-9)])
+    res, y2, slack, num_free = _free_lp(problem, side, lo, hi, var_lo, weight, pairs, used, limit_s)
+    return res, y2, slack, x_fix, pairs, num_free
+
+
+def _free_lp(problem, side, lo, hi, var_lo, weight, pairs, used, limit_s):
+    """The elastic LP over ``pairs`` (sorted pair indices; their units are the free ones),
+    with every limit shifted by ``used``, what the fixed units already take. Returns the LP
+    result, its side duals and slack, and the number of free units."""
     free_units, unit_row = np.unique(problem.pair_unit[pairs], return_inverse=True)
     assign = sp.csr_matrix(
         (np.ones(pairs.size), (unit_row, np.arange(pairs.size))),
@@ -216,7 +224,7 @@ def _refine_lp(problem, side, lo, hi, var_lo, weight, x, y, movable, share, keep
         weight,
         limit_s,
     )
-    return res, y2, slack, x_fix, pairs, int(free_units.size)
+    return res, y2, slack, int(free_units.size)
 
 
 def solve_relaxation_at_scale(

@@ -21,13 +21,12 @@ import logging
 import time
 
 import numpy as np
-import scipy.sparse as sp
 
 from .aggregate import (
     _best_two,
     _clip_duals,
     _duals_by_rep,
-    _elastic_solve,
+    _free_lp,
     _reduced,
     _row_weight,
     _side_rows,
@@ -105,25 +104,13 @@ def guided_relaxation(
         used = side @ x
         pu = problem.pair_unit
         pairs = np.flatnonzero(free[pu] & (rc <= best_rc[pu] + 3 * d * scale[pu]))
-        units, row = np.unique(pu[pairs], return_inverse=True)
-        assign = sp.csr_matrix(
-            (np.ones(pairs.size), (row, np.arange(pairs.size))), shape=(units.size, pairs.size)
-        )
-        res, duals, slack = _elastic_solve(
-            problem.pair_cost[pairs],
-            side[:, pairs],
-            lo - used,
-            hi - used,
-            var_lo[pairs],
-            np.ones(pairs.size),
-            assign,
-            weight,
-            max(0.1, time_left()),
+        res, duals, slack, num_free = _free_lp(
+            problem, side, lo, hi, var_lo, weight, pairs, used, max(0.1, time_left())
         )
         ok = res.status in ("OPTIMAL", "FEASIBLE")
         info = {
             "margin": d,
-            "free_units": int(units.size),
+            "free_units": num_free,
             "pairs": int(pairs.size),
             "status": res.status,
             "slack": slack if ok else None,
