@@ -63,7 +63,7 @@ from .aggregate import (
     _side_rows,
     spatial_groups,
 )
-from .guided import guided_relaxation, with_priced_pairs
+from .guided import guided_relaxation
 from .lagrange import DualSettings, smoothed_duals
 from .lp import LpSolution
 from .pairspace import PairSpace, haversine_km, with_pairs
@@ -434,10 +434,13 @@ def _sift(
     return problem, x, best_y, y, bound_all, status
 
 
-def _price_all(problem, space, side, y, limits, per_unit, cost_scale=None, fixed=None):
+def _price_all(
+    problem, space, side, y, limits, per_unit, cost_scale=None, fixed=None, best_only=True
+):
     """Price every eligible pair against side-row duals ``y``: up to ``per_unit`` pairs per
-    unit that beat its best candidate, and the Lagrangian bound over every eligible pair
-    against ``limits`` (the side rows' true ``(lo, hi)``), valid whatever ``y`` is.
+    unit that beat its best candidate (with ``best_only`` false: its ``per_unit`` cheapest,
+    whether candidates or not), and the Lagrangian bound over every eligible pair against
+    ``limits`` (the side rows' true ``(lo, hi)``), valid whatever ``y`` is.
 
     ``fixed`` are the real locks (default: the problem's): a unit pinned only to help
     rounding must still count its cheapest pair, or the bound holds for the pinned
@@ -459,7 +462,11 @@ def _price_all(problem, space, side, y, limits, per_unit, cost_scale=None, fixed
         cap,
         # A pair must beat the unit's best candidate by more than rounding noise, which
         # scales with the pair's cost (an LP's basic pairs price at zero).
-        np.where(locked, -np.inf, cand_best - 1e-9 * (np.abs(cand_best) + cost_scale)),
+        np.where(
+            locked,
+            -np.inf,
+            cand_best - 1e-9 * (np.abs(cand_best) + cost_scale) if best_only else np.inf,
+        ),
         per_unit=per_unit,
     )
     least = np.where(locked, cand_best, np.minimum(least, cand_best))
@@ -530,6 +537,7 @@ def solve_relaxation_priced(
     pin_sift_rounds: int = 4,
     dual_settings: DualSettings | None = DualSettings(),
     max_guided_units: int = 100_000,
+    guided_per_unit: int = 4,
     stall: float = 2e-4,
 ) -> tuple[AlignmentProblem, LpSolution]:
     """The relaxation over every eligible pair of ``space``: an almost integral plan and a
@@ -555,7 +563,8 @@ def solve_relaxation_priced(
     pricing over every pair would cost more than it saves: 34 s at 1,000,000 x 1,000).
 
     ``max_guided_units`` caps the units the guided LP (:mod:`solvers.guided`) may leave
-    free; ``stall`` ends sifting once a round lowers the objective by less than that share.
+    free, over each unit's candidates and its ``guided_per_unit`` cheapest pairs; ``stall``
+    ends sifting once a round lowers the objective by less than that share.
     """
     t0 = time.perf_counter()
 
@@ -575,8 +584,16 @@ def solve_relaxation_priced(
         start_duals = smoothed_duals(
             problem, space, dual_settings, time_limit_s=0.25 * time_limit_s
         )
-        _, _, smooth_bound = _price_all(
-            problem, space, side_true, start_duals, (lo_true, hi_true), 1
+        # One pass over every pair gives the bound and each unit's cheapest pairs, which
+        # the guided LP below chooses among.
+        priced_u, priced_r, smooth_bound = _price_all(
+            problem,
+            space,
+            side_true,
+            start_duals,
+            (lo_true, hi_true),
+            guided_per_unit,
+            best_only=False,
         )
         stats["smoothed_dual"] = {"bound": smooth_bound, "s": round(time.perf_counter() - ts, 3)}
         log.info("smoothed dual: %s", stats["smoothed_dual"])
@@ -595,7 +612,7 @@ def solve_relaxation_priced(
         # Near-optimal duals settle most units' choice: the LP over the rest is the
         # relaxation at a fraction of the group master's and sifting's cost.
         ts = time.perf_counter()
-        base = with_priced_pairs(problem, space, start_duals)
+        base = with_pairs(problem, space, priced_u, priced_r)
         target = _pulled_in(base, margin, capacity_margin) if pulled is not None else base
         budget = 0.6 * left()
         guided = guided_relaxation(

@@ -25,35 +25,16 @@ import numpy as np
 from .aggregate import (
     _best_two,
     _clip_duals,
-    _duals_by_rep,
     _free_lp,
     _reduced,
     _row_weight,
     _side_rows,
 )
-from .pairspace import PairSpace, with_pairs
 from .problem import AlignmentProblem
 
-__all__ = ["guided_relaxation", "with_priced_pairs"]
+__all__ = ["guided_relaxation"]
 
 log = logging.getLogger(__name__)
-
-
-def with_priced_pairs(
-    problem: AlignmentProblem, space: PairSpace, y: np.ndarray, per_unit: int = 4
-) -> AlignmentProblem:
-    """``problem`` plus, per movable unit, its ``per_unit`` pairs of least reduced cost
-    under side-row duals ``y`` over every eligible pair of ``space``."""
-    band, cap = _duals_by_rep(problem, y)
-    movable = problem.fixed_rep < 0
-    units, reps, _ = space.price(
-        problem.unit_measure,
-        band,
-        cap,
-        np.where(movable, np.inf, -np.inf),
-        per_unit=per_unit,
-    )
-    return with_pairs(problem, space, units, reps)
 
 
 def _unit_scale(problem: AlignmentProblem) -> np.ndarray:

@@ -13,9 +13,11 @@ import pytest
 from test_colgen import _instance
 
 from solvers.aggregate import _side_rows, lagrangian_bound
-from solvers.guided import guided_relaxation, with_priced_pairs
+from solvers.colgen import _price_all
+from solvers.guided import guided_relaxation
 from solvers.lagrange import smoothed_duals
 from solvers.lp import solve_relaxation
+from solvers.pairspace import with_pairs
 
 
 def _assert_relaxed_solution(problem, x):
@@ -56,10 +58,14 @@ def test_guided_solution_is_feasible_and_near_the_optimum(seed):
 def test_priced_pairs_hold_each_units_best_pair():
     space, base, full = _instance(0)
     y = smoothed_duals(full, space)
-    problem = with_priced_pairs(base, space, y, per_unit=2)
+    side, lo, hi, _ = _side_rows(full)
+    base_side = _side_rows(base)[0]
+    units, reps, bound = _price_all(base, space, base_side, y, (lo, hi), 2, best_only=False)
+    problem = with_pairs(base, space, units, reps)
     assert problem.num_pairs > base.num_pairs
+    # The same pass gives the bound over every pair.
+    assert bound == pytest.approx(lagrangian_bound(full, y), rel=1e-9)
     # Every unit's pair of least reduced cost over all pairs is among the candidates now.
-    side, _, _, _ = _side_rows(full)
     rc = full.pair_cost - side.T @ y
     order = np.lexsort((rc, full.pair_unit))
     first = order[np.r_[True, full.pair_unit[order][1:] != full.pair_unit[order][:-1]]]
