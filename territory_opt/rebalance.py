@@ -38,7 +38,8 @@ x the bound and under half of the time limit is spent, one hop further as long a
 widening moves at least 2 % less. The lexicographic stages then run on the region chosen.
 The plan is then checked (:func:`solvers.check.check_plan`)
 against the *whole* problem: every band, capacity, protected account, neighbour rule and
-budget.
+budget. A region whose plans fail that check (the lexicographic plan, then stage 1's) hands
+over to the wider regions, up to ``max_hops``, with the time that is left.
 
 **Ramp.** A new rep's productivity rises linearly from 0 at its start date to 1 after
 ``ramp_months``. Its ramp factor is its mean productivity over the 12 months from the start
@@ -820,7 +821,7 @@ def rebalance(
     # 100,000 x 300): the nearest region that admits a plan, or a wider one while that
     # moves markedly less (a leaver at 100,000 x 300: the two-hop region moved 1.33 x the
     # whole book's bound, its own LP bound being 1.28 x).
-    chosen = None
+    chosen = spare = None
     for hop in range(1, rb.max_hops + 1):
         reach = reach | b.adjacency[reach].any(axis=0)
         region = reach[rep_owner]
@@ -847,6 +848,7 @@ def rebalance(
             continue
         if chosen is not None and moved1 >= (1 - WIDEN_GAIN) * chosen[1]:
             entry["result"] = "moves no less than one hop fewer"
+            spare = (entry, moved1, built, first)
             break
         entry["result"] = "chosen"
         if chosen is not None:
@@ -859,36 +861,74 @@ def rebalance(
             or region.all()
         ):
             break
-    if chosen is not None:
+
+    def finish(chosen, limit_s: float):
+        """Pass 2 on a chosen region: the lexicographic plan, or failing that stage 1's own
+        plan, each checked against the whole book; ``None`` when neither passes."""
         entry, _, (sub, free, group, _), first = chosen
-        left = config.solve.time_limit_s - (time.perf_counter() - t0)
         res = solve_lexicographic(
             sub,
             config.solve,
             balance_weight=weight[group],
             slack=rb.disruption_slack,
             frontier=frontier,
-            time_limit_s=max(left - after_solve_s(p.num_units), 0.0),
+            time_limit_s=max(limit_s, 0.0),
             # Time for the capacity-aware bound after the plan, if this plan will need it.
             hold_back=lambda moved: reserve if moved > 1.02 * bound.bound else 0.0,
             first=first,
         )
         entry["stages"] = [vars(s) for s in res.stages]
         entry["result"] = res.status
-        if res.has_plan:
+
+        def whole(a) -> np.ndarray:
             full = p.current_rep.astype(np.int64).copy()
-            full[free] = group[res.assignment]
+            full[free] = group[np.asarray(a)]
+            return full
+
+        if res.has_plan:
+            full = whole(res.assignment)
             report = check_plan(p, full)
             if report.ok:
-                fronts = []
-                for fa in res.frontier:
-                    f = p.current_rep.astype(np.int64).copy()
-                    f[free] = group[fa]
-                    if check_plan(p, f).ok:
-                        fronts.append(f)
-                plan = (full, report, fronts, res)
-            else:
-                entry["result"] = "failed the check: " + report.describe(3)
+                fronts = [f for f in map(whole, res.frontier) if check_plan(p, f).ok]
+                return full, report, fronts, res
+            entry["result"] = "failed the check: " + report.describe(3)
+        if first.has_plan:
+            full = whole(first.assignment)
+            report = check_plan(p, full)
+            if report.ok:
+                entry["result"] += "; kept stage 1's plan, which passes"
+                return full, report, [], res
+        return None
+
+    if chosen is not None:
+        left = config.solve.time_limit_s - (time.perf_counter() - t0)
+        plan = finish(chosen, left - after_solve_s(p.num_units))
+    if plan is None and spare is not None:
+        left = config.solve.time_limit_s - (time.perf_counter() - t0)
+        plan = finish(spare, left - after_solve_s(p.num_units))
+    # A region's plan that fails the whole-book check is a fault of the region's model,
+    # not of the changes: wider regions, up to the whole book, get the time that is left.
+    hop = len(tries)
+    while plan is None and hop < rb.max_hops and not reach[rep_owner].all():
+        hop += 1
+        reach = reach | b.adjacency[reach].any(axis=0)
+        region = reach[rep_owner]
+        left = config.solve.time_limit_s - (time.perf_counter() - t0)
+        if left <= after_solve_s(p.num_units):
+            break
+        entry = {"hops": hop, "reps": int(region.sum()), "fallback": True}
+        tries.append(entry)
+        built = region_subproblem(p, region)
+        if built is None:
+            entry["result"] = "an orphan has no candidate in the region"
+            continue
+        moved1, first = least_disruption(built[0], config.solve, 0.5 * left)
+        entry.update(least_disruption=moved1, free_accounts=int(built[1].size))
+        if not np.isfinite(moved1):
+            entry["result"] = "no plan in the region"
+            continue
+        left = config.solve.time_limit_s - (time.perf_counter() - t0)
+        plan = finish((entry, moved1, built, first), left - after_solve_s(p.num_units))
     if plan is None:
         raise InfeasibleError(
             [

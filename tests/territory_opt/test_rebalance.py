@@ -260,6 +260,36 @@ def test_leaver_book_is_rehomed_to_neighbours(book):
     assert chosen["stages"][0]["objective"] == pytest.approx(chosen["least_disruption"])
 
 
+def test_a_region_plan_failing_the_whole_book_check_falls_back_to_a_wider_region(book, monkeypatch):
+    """The whole-book checker has the last word on a region's plan: when it refuses the
+    chosen region's plans (here: the first two it sees, the lexicographic plan and stage
+    1's), a wider region is solved with the time left instead of the rebalance failing."""
+    import territory_opt.rebalance as rb
+    from solvers.check import Violation
+
+    seen = []
+
+    def refusing(problem, assignment):
+        report = check_plan(problem, assignment)
+        seen.append(report.ok)
+        if len(seen) <= 2:
+            return replace(report, ok=False, violations=(Violation("test", "refused"),))
+        return report
+
+    monkeypatch.setattr(rb, "check_plan", refusing)
+    changes = _changes(book / "leave_fb.csv", [{"change": "remove", "rep_id": "R5"}])
+    r = rebalance_files(book / "plan", changes)
+    regions = r.manifest["solver"]["regions"]
+    failed = [t for t in regions if str(t.get("result", "")).startswith("failed the check")]
+    assert len(failed) == 1 and not failed[0].get("fallback")
+    (used,) = [t for t in regions if t.get("fallback")]
+    assert used["reps"] > failed[0]["reps"] and "stages" in used
+    full = r.planning.problem.current_rep.copy()
+    ids = pd.Index(r.planning.rep_ids)
+    full[:] = ids.get_indexer(r.assignments["rep_id"])
+    assert check_plan(r.planning.problem, full).ok
+
+
 def test_capacity_aware_bounds_bracket_and_reach_the_manifest(book, monkeypatch):
     """A leaver on reps with little capacity to spare (the far corners R1 and R3 have the
     most): the staged relaxation's Lagrangian bound (what books of 50,000 accounts and more
