@@ -251,8 +251,10 @@ def solve(
         )
         bound_scope = "all eligible pairs"
 
+        margins = {k: lp.stats[k] for k in ("margin", "capacity_margin")}
+
         def relax(tightened, limit, previous):
-            return resolve_tightened(tightened, space, previous, time_limit_s=limit)
+            return resolve_tightened(tightened, space, previous, time_limit_s=limit, **margins)
 
     stats["bound_scope"] = bound_scope
 

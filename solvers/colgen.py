@@ -538,7 +538,7 @@ def solve_relaxation_priced(
     dual_settings: DualSettings | None = DualSettings(),
     max_guided_units: int = 100_000,
     guided_per_unit: int = 4,
-    stall: float = 2e-4,
+    stall: float = 1e-3,
 ) -> tuple[AlignmentProblem, LpSolution]:
     """The relaxation over every eligible pair of ``space``: an almost integral plan and a
     lower bound valid for every plan over the whole space.
@@ -736,7 +736,9 @@ def solve_relaxation_priced(
         # The last LP's duals settle most units around the pins: the LP over the rest
         # rebalances what pinning shifted (sifting from the pinned solution, below, needed
         # 30 % to every unit free and 35 s at 100,000 x 300 with capacity binding).
-        guided = guided_relaxation(pinned, last_y, time_left=left, stats=sub_stats)
+        guided = guided_relaxation(
+            pinned, last_y, time_left=left, stats=sub_stats, start=_pin(work, x, big, rounded)
+        )
         if guided is not None:
             x_new, last_y = guided
             stats.setdefault("pin_guided", []).append(sub_stats.get("guided"))
@@ -766,7 +768,8 @@ def solve_relaxation_priced(
             break
         work = replace(pinned, fixed_rep=problem.fixed_rep)
         x = x_new
-    return out("FEASIBLE", x, bound, best_y)
+    # The duals of the LP that gave x: its near-ties are the units rounding may re-decide.
+    return out("FEASIBLE", x, bound, last_y)
 
 
 def resolve_tightened(
@@ -777,14 +780,62 @@ def resolve_tightened(
     time_limit_s: float,
     free_share: float = 0.3,
     max_rounds: int = 3,
+    margin: float = 0.0,
+    capacity_margin: float = 0.0,
+    pin_share: float = 0.25,
 ) -> LpSolution:
     """The relaxation of ``problem`` (the enlarged problem of
-    :func:`solve_relaxation_priced` with some limits tightened) by sifting from the
-    ``previous`` solution, over the same pairs. Its ``bound`` is for the tightened problem
-    only, so callers keep the earlier one."""
+    :func:`solve_relaxation_priced` with some limits tightened) from the ``previous``
+    solution, over the same pairs. Its ``bound`` is for the tightened problem only, so
+    callers keep the earlier one.
+
+    First the guided LP anchored at ``previous`` (units stay where it has them whole unless
+    its duals leave them in doubt), with every limit also pulled in by ``margin`` and
+    ``capacity_margin`` as the relaxation was: only the reps around the tightened ones
+    change, so a rounding that broke a few reps is mended there and nowhere else. Failing
+    that, sifting with a ``free_share`` of units free."""
     t0 = time.perf_counter()
-    _, lo, hi, _ = _side_rows(problem)
     stats: dict = {}
+    if getattr(previous, "duals", None) is not None and (margin or capacity_margin):
+        pulled = _pulled_in(problem, margin, capacity_margin)
+        # Units the solution holds whole and that are big against their rep's band stay
+        # put (as the pin rounds had them), or the LP splits them again.
+        prev = LpSolution("FEASIBLE", previous.x, 0.0, 0.0, 0.0, "")
+        rounded = prev.rounded(problem)
+        half = 0.5 * (problem.measure_hi - problem.measure_lo)
+        split = np.zeros(problem.num_units, bool)
+        split[prev.split_units(problem)] = True
+        big = _above(problem, rounded, pin_share * half) & ~split & (problem.fixed_rep < 0)
+        pins = problem.fixed_rep.copy()
+        pins[big] = rounded[big]
+        target = replace(
+            problem,
+            fixed_rep=pins,
+            measure_lo=np.maximum(problem.measure_lo, pulled.measure_lo),
+            measure_hi=np.minimum(problem.measure_hi, pulled.measure_hi),
+            capacity_h=np.minimum(problem.capacity_h, pulled.capacity_h),
+        )
+        guided = guided_relaxation(
+            target,
+            previous.duals,
+            time_left=lambda: time_limit_s - (time.perf_counter() - t0),
+            stats=stats,
+            start=previous.x,
+        )
+        if guided is not None:
+            x, y = guided
+            sol = LpSolution(
+                "FEASIBLE",
+                x,
+                float(problem.pair_cost @ x),
+                -np.inf,
+                time.perf_counter() - t0,
+                "highs-guided",
+            )
+            object.__setattr__(sol, "stats", stats)
+            object.__setattr__(sol, "duals", y)
+            return sol
+    _, lo, hi, _ = _side_rows(problem)
     _, x, _, y, _, status = _sift(
         problem,
         space,

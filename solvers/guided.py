@@ -55,6 +55,7 @@ def guided_relaxation(
     margins: tuple[float, ...] = (0.2, 0.4, 0.8),
     max_free_units: int | None = None,
     stats: dict | None = None,
+    start: np.ndarray | None = None,
 ):
     """A slack-free solution of ``problem``'s relaxation over its candidates, near the
     optimum when ``y`` (side-row duals) is near-optimal, or ``None``.
@@ -72,19 +73,35 @@ def guided_relaxation(
     scale = _unit_scale(problem)
     movable = problem.fixed_rep < 0
     tries = stats.setdefault("guided", [])
+    if start is not None:
+        # A solution in hand (pins moved a few units whole): units stay where it has them
+        # whole, and the ones it splits or that ``y`` would price elsewhere are free too.
+        whole = start >= 1 - 1e-6
+        held = np.full(problem.num_units, -1, np.int64)
+        held[problem.pair_unit[whole]] = np.flatnonzero(whole)
+        doubt = held < 0
+        doubt |= held != best
     for d in margins:
         if time_left() <= 0:
             break
         ts = time.perf_counter()
         free = (margin < d * scale) & movable
+        if start is not None:
+            free |= doubt & movable
         if max_free_units is not None and int(free.sum()) > max_free_units:
             tries.append({"margin": d, "free_units": int(free.sum()), "skipped": "too many"})
             break
         x = np.zeros(problem.num_pairs)
-        x[best[~free[problem.pair_unit[best]]]] = 1.0
+        if start is None:
+            x[best[~free[problem.pair_unit[best]]]] = 1.0
+        else:
+            x[held[~free & (held >= 0)]] = 1.0
         used = side @ x
         pu = problem.pair_unit
-        pairs = np.flatnonzero(free[pu] & (rc <= best_rc[pu] + 3 * d * scale[pu]))
+        near = rc <= best_rc[pu] + 3 * d * scale[pu]
+        if start is not None:
+            near |= start > 1e-9  # the solution in hand stays feasible for the LP
+        pairs = np.flatnonzero(free[pu] & near)
         res, duals, slack, num_free = _free_lp(
             problem, side, lo, hi, var_lo, weight, pairs, used, max(0.1, time_left())
         )

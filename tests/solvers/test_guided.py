@@ -14,7 +14,7 @@ from test_colgen import _instance
 
 from solvers.aggregate import _side_rows, lagrangian_bound
 from solvers.colgen import _price_all
-from solvers.guided import guided_relaxation
+from solvers.guided import _unit_scale, guided_relaxation
 from solvers.lagrange import smoothed_duals
 from solvers.lp import solve_relaxation
 from solvers.pairspace import with_pairs
@@ -93,3 +93,44 @@ def test_guided_gives_up_when_the_duals_settle_units_wrongly():
     out = guided_relaxation(full, y0, time_left=lambda: 30.0, margins=(1e-9,), stats=stats)
     assert out is None
     assert stats["guided"][0]["slack"] > 0
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_anchored_guided_keeps_the_settled_units_and_never_costs_more(seed):
+    """From a solution in hand (the exact LP's, with one split unit pinned whole: what
+    the pin rounds hand over), units it holds whole on the duals' best rep stay there, and
+    the LP over the rest is slack-free and no dearer than the start with its pin."""
+    space, _, full = _instance(seed)
+    lp = solve_relaxation(full)
+    side, lo, hi, _ = _side_rows(full)
+    split = lp.split_units(full)
+    assert split.size  # capacity binds: the vertex splits a unit
+    rounded = lp.rounded(full)
+    u = split[0]
+    pins = full.fixed_rep.copy()
+    pins[u] = rounded[u]
+    pinned = replace(full, fixed_rep=pins)
+    start = lp.x.copy()
+    start[full.pair_unit == u] = 0.0
+    start[full.pair_index(np.array([u]), rounded[[u]])] = 1.0
+    y = smoothed_duals(full, space)
+    out = guided_relaxation(pinned, y, time_left=lambda: 30.0, start=start, margins=(0.2,))
+    assert out is not None
+    x, _ = out
+    _assert_relaxed_solution(pinned, x)
+    # The pin shifts load the start cannot absorb, so the LP rebalances around it: at the
+    # pinned relaxation's optimum or a little above (the settled units stay fixed).
+    exact = solve_relaxation(pinned).objective
+    objective = float(full.pair_cost @ x)
+    assert exact * (1 - 1e-9) <= objective <= exact * 1.005
+    # Settled units (whole in the start, on the duals' least reduced-cost pair) stay put.
+    rc = full.pair_cost - side.T @ y
+    order = np.lexsort((rc, full.pair_unit))
+    first = order[np.r_[True, full.pair_unit[order][1:] != full.pair_unit[order][:-1]]]
+    masked = rc.copy()
+    masked[first] = np.inf
+    second = np.minimum.reduceat(masked, full.cand_indptr[:-1])
+    margin = second - rc[first]
+    settled = (start[first] >= 1 - 1e-6) & (margin >= 0.2 * _unit_scale(full))
+    assert settled.sum() > 0
+    np.testing.assert_allclose(x[first[settled]], 1.0, atol=1e-9)
