@@ -121,3 +121,26 @@ def test_hex_units_cover_the_outline_exactly():
 def test_polsby_popper_of_a_square_is_pi_over_four():
     pp = polsby_popper(gpd.GeoSeries([_square(0, 0)], crs=UTM))
     assert pp[0] == pytest.approx(np.pi / 4)
+
+
+def test_nearest_sites_match_a_brute_force_great_circle_search():
+    """The k-d tree over unit vectors finds the same k nearest sites, in the same order
+    and at the same km, as ranking every site by haversine distance (points spread over
+    the lower 48 and across the antimeridian, where planar lon/lat would mislead)."""
+    from territory_opt.geo import haversine_km, nearest
+
+    rng = np.random.default_rng(5)
+    lat = np.r_[rng.uniform(25, 49, 300), rng.uniform(50, 60, 50)]
+    lon = np.r_[
+        rng.uniform(-124, -67, 300), rng.uniform(170, 190, 50) - 360 * (rng.random(50) < 0.5)
+    ]
+    slat = np.r_[rng.uniform(25, 49, 40), rng.uniform(50, 60, 10)]
+    slon = np.r_[rng.uniform(-124, -67, 40), rng.uniform(175, 185, 10)]
+    idx, km = nearest(lat, lon, slat, slon, 6)
+    every = haversine_km(lat[:, None], lon[:, None], slat[None, :], slon[None, :])
+    order = np.argsort(every, axis=1, kind="stable")[:, :6]
+    np.testing.assert_allclose(km, np.take_along_axis(every, order, axis=1), rtol=1e-12)
+    np.testing.assert_array_equal(idx, order)
+    # k above the number of sites gives every site.
+    idx_all, _ = nearest(lat[:3], lon[:3], slat[:4], slon[:4], 10)
+    assert idx_all.shape == (3, 4)
