@@ -823,18 +823,7 @@ def resolve_tightened(
             start=previous.x,
         )
         if guided is not None:
-            x, y = guided
-            sol = LpSolution(
-                "FEASIBLE",
-                x,
-                float(problem.pair_cost @ x),
-                -np.inf,
-                time.perf_counter() - t0,
-                "highs-guided",
-            )
-            object.__setattr__(sol, "stats", stats)
-            object.__setattr__(sol, "duals", y)
-            return sol
+            return _tightened_solution(problem, "FEASIBLE", *guided, t0, stats, "highs-guided")
     _, lo, hi, _ = _side_rows(problem)
     _, x, _, y, _, status = _sift(
         problem,
@@ -853,13 +842,14 @@ def resolve_tightened(
         per_unit=1,
         add_pairs=False,
     )
+    return _tightened_solution(problem, status, x, y, t0, stats, "highs-colgen")
+
+
+def _tightened_solution(problem, status, x, y, t0, stats, solver) -> LpSolution:
+    """A re-solve's result: no bound of its own (the tightened problem's would not hold
+    for the real one), its duals and statistics attached."""
     sol = LpSolution(
-        status,
-        x,
-        float(problem.pair_cost @ x),
-        -np.inf,
-        time.perf_counter() - t0,
-        "highs-colgen",
+        status, x, float(problem.pair_cost @ x), -np.inf, time.perf_counter() - t0, solver
     )
     object.__setattr__(sol, "stats", stats)
     object.__setattr__(sol, "duals", y)
