@@ -33,18 +33,13 @@ def nearest(
     A k-d tree over points on the unit sphere: chord order is great-circle order, and it
     queries a million accounts in about a second where a haversine ball tree took 16 s.
     The km are great-circle distances of the pairs found (:func:`haversine_km`)."""
+    points_lat, points_lon = np.asarray(points_lat, float), np.asarray(points_lon, float)
+    sites_lat, sites_lon = np.asarray(sites_lat, float), np.asarray(sites_lon, float)
     k = min(k, len(sites_lat))
-    tree = cKDTree(unit_vectors(np.asarray(sites_lat, float), np.asarray(sites_lon, float)))
-    _, idx = tree.query(
-        unit_vectors(np.asarray(points_lat, float), np.asarray(points_lon, float)), k=k
-    )
+    tree = cKDTree(unit_vectors(sites_lat, sites_lon))
+    _, idx = tree.query(unit_vectors(points_lat, points_lon), k=k)
     idx = np.asarray(idx, dtype=np.int64).reshape(len(points_lat), k)
-    dist = haversine_km(
-        np.asarray(points_lat, float)[:, None],
-        np.asarray(points_lon, float)[:, None],
-        np.asarray(sites_lat, float)[idx],
-        np.asarray(sites_lon, float)[idx],
-    )
+    dist = haversine_km(points_lat[:, None], points_lon[:, None], sites_lat[idx], sites_lon[idx])
     # Ties in chord length can differ from the haversine order in the last bit: sort by km.
     order = np.argsort(dist, axis=1, kind="stable")
     return np.take_along_axis(idx, order, axis=1), np.take_along_axis(dist, order, axis=1)

@@ -822,8 +822,10 @@ def rebalance(
     # moves markedly less (a leaver at 100,000 x 300: the two-hop region moved 1.33 x the
     # whole book's bound, its own LP bound being 1.28 x).
     chosen = spare = None
+    reached = 0  # hops ``reach`` spans
     for hop in range(1, rb.max_hops + 1):
         reach = reach | b.adjacency[reach].any(axis=0)
+        reached = hop
         region = reach[rep_owner]
         left = config.solve.time_limit_s - (time.perf_counter() - t0)
         if left <= 0:
@@ -908,15 +910,14 @@ def rebalance(
         plan = finish(spare, left - after_solve_s(p.num_units))
     # A region's plan that fails the whole-book check is a fault of the region's model,
     # not of the changes: wider regions, up to the whole book, get the time that is left.
-    hop = len(tries)
-    while plan is None and hop < rb.max_hops and not reach[rep_owner].all():
-        hop += 1
+    while plan is None and reached < rb.max_hops and not reach[rep_owner].all():
+        reached += 1
         reach = reach | b.adjacency[reach].any(axis=0)
         region = reach[rep_owner]
         left = config.solve.time_limit_s - (time.perf_counter() - t0)
         if left <= after_solve_s(p.num_units):
             break
-        entry = {"hops": hop, "reps": int(region.sum()), "fallback": True}
+        entry = {"hops": reached, "reps": int(region.sum()), "fallback": True}
         tries.append(entry)
         built = region_subproblem(p, region)
         if built is None:
