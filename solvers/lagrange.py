@@ -16,6 +16,11 @@ sample is statistically the book (same mix of potential per hour, same geography
 spatial aggregate is not: groups of neighbours blur exactly the potential-per-hour contrast
 capacity-bound reps choose by.
 
+At low temperatures a unit's soft minimum puts no weight beyond its few cheapest reps, so
+each chunk of iterations runs over those only (:meth:`_Level.narrowed`); the whole level
+confirms each chunk's climb. At 1,000,000 x 1,000 this cut the sample level from 69 s to
+20 s, and a 60 s dual reached a bound 2.8 % higher than the old code's 53 s one.
+
 The duals come back in the row layout of :func:`solvers.aggregate._side_rows` (bands per
 measure, capacity, transfer rows), ready for the column generation of
 :mod:`solvers.colgen`.
@@ -49,6 +54,9 @@ class DualSettings:
     its capacity by half that; ``sample_taus`` / ``book_taus`` are the temperatures (a share
     of each unit's cost scale) and ``sample_iters`` / ``book_iters`` the L-BFGS-B
     iterations at each; ``k_sample`` / ``k_book`` the nearest eligible reps per unit.
+    Iterations run in chunks of ``chunk_iters`` over each unit's entries within ``window``
+    temperatures plus ``window_pad`` of its cost scale of its least reduced cost; a
+    temperature ends early once a chunk gains less than ``stall`` of the dual's value.
     """
 
     sample_share: float = 0.1
@@ -57,20 +65,28 @@ class DualSettings:
     sample_taus: tuple[float, ...] = (0.3, 0.1, 0.03, 0.01)
     book_taus: tuple[float, ...] = (0.01, 0.003)
     sample_iters: int = 150
-    book_iters: int = 50
+    book_iters: int = 150
     k_sample: int = 48
     k_book: int = 32
+    window: float = 20.0
+    window_pad: float = 1.0
+    chunk_iters: int = 25
+    stall: float = 1e-5
     seed: int = 0
 
 
 class _Level:
-    """Units (a sample, or the book) with their ``k`` nearest eligible reps, dense
-    ``(units, k + 1)``: the last column is the unit's current rep (the only pair transfer
-    limits reward), ``+inf`` cost where a pair is missing or not eligible."""
+    """Units (a sample, or the book) with their ``k`` nearest eligible reps and their
+    current rep (the only pair transfer limits reward), as a flat list of entries grouped
+    by unit (``indptr``): pairs that are missing or not eligible are left out.
+
+    :meth:`narrowed` keeps only the entries near each unit's least reduced cost: at a low
+    temperature the soft minimum gives the others no weight, and dropping them makes each
+    pass several times cheaper (1,000,000 x 1,000: 33 entries per unit, about 2 within
+    0.3 of a unit's cost scale under near-optimal duals)."""
 
     def __init__(self, problem, space, units, weight, k, reps_tree):
         r = problem.num_reps
-        self.units = units
         nbr = np.zeros((units.size, k + 1), np.int64)
         km = np.full((units.size, k + 1), np.inf)
         xyz = unit_vectors(space.unit_lat[units], space.unit_lon[units])
@@ -79,14 +95,14 @@ class _Level:
             if sel.size == 0:
                 continue
             kk = min(k, reps.size)
-            chord, idx = tree.query(xyz[sel], k=kk)
+            chord, idx = tree.query(xyz[sel], k=kk, workers=-1)
             idx = np.asarray(idx).reshape(sel.size, kk)
             chord = np.asarray(chord).reshape(sel.size, kk)
             nbr[sel, :kk] = reps[idx]
             km[sel, :kk] = 2 * np.arcsin(np.minimum(chord / 2, 1.0)) * EARTH_RADIUS_KM
         cur = problem.current_rep[units].astype(np.int64)
         has = cur >= 0
-        # The current rep gets its own column; a duplicate among the nearest is switched off.
+        # The current rep gets its own entry; a duplicate among the nearest is switched off.
         dup = (nbr[:, :k] == cur[:, None]) & has[:, None]
         km[:, :k][dup] = np.inf
         nbr[has, k] = cur[has]
@@ -95,23 +111,49 @@ class _Level:
         if space.forbidden.size:
             far |= np.isin(units[:, None] * r + nbr, space.forbidden)
         km[far] = np.inf
-        self.nbr = nbr
-        self.flat = nbr.ravel()
-        self.off = ~np.isfinite(km)
-        km = np.where(self.off, 0.0, km)
+        on = np.isfinite(km)
+        count = on.sum(axis=1)
+        # A unit without an eligible pair among these cannot be priced here; it is left out
+        # (the bound priced over every pair afterwards still counts it).
+        keep_unit = count > 0
+        on &= keep_unit[:, None]
+        units, count, cur, has = units[keep_unit], count[keep_unit], cur[keep_unit], has[keep_unit]
+        self.units = units
+        self.indptr = np.r_[0, np.cumsum(count)]
+        self.row = np.repeat(np.arange(units.size), count)
+        self.flat = nbr[on]
+        self.is_cur = np.broadcast_to(np.arange(k + 1) == k, on.shape)[on]
+        km = km[on]
         # float32: the soft minimum needs no more, and it halves the time of every pass.
         f32 = np.float32
-        self.cost = (weight * space.cost_per_km[units, None] * km).astype(f32)
+        self.cost = (weight * space.cost_per_km[units][self.row] * km).astype(f32)
         self.work = (
-            weight * (space.hours_fixed[units, None] + space.hours_per_km[units, None] * km)
+            weight * (space.hours_fixed[units][self.row] + space.hours_per_km[units][self.row] * km)
         ).astype(f32)
-        self.measure = (weight * problem.unit_measure[units]).astype(f32)
+        self.measure = (weight * problem.unit_measure[units]).astype(f32)[self.row]
         self.keep = weight * problem.keep_measure[units]
         self.stay = has
         self.cur = np.where(has, cur, 0)
-        near = np.where(self.off, np.inf, self.cost).min(axis=1).astype(np.float64)
-        self.scale = np.maximum(np.where(np.isfinite(near), near, 0.0), 1e-9 * weight)
+        near = np.minimum.reduceat(self.cost, self.indptr[:-1]).astype(np.float64)
+        self.scale = np.maximum(near, 1e-9 * weight)
         self.scale += 1e-6 * max(float(np.mean(self.scale)), 1e-9)
+
+    @property
+    def num_units(self) -> int:
+        return int(self.units.size)
+
+    def narrowed(self, rc: np.ndarray, window: np.ndarray) -> _Level:
+        """The level with only the entries whose reduced cost ``rc`` is within ``window``
+        (per unit) of the unit's least."""
+        least = np.minimum.reduceat(rc, self.indptr[:-1])
+        on = rc - least[self.row] <= window[self.row]
+        out = object.__new__(_Level)
+        out.__dict__.update(self.__dict__)
+        count = np.bincount(self.row[on], minlength=self.num_units)
+        out.indptr = np.r_[0, np.cumsum(count)]
+        for name in ("row", "flat", "is_cur", "cost", "work", "measure"):
+            setattr(out, name, getattr(self, name)[on])
+        return out
 
 
 class _Dual:
@@ -159,41 +201,46 @@ class _Dual:
         return [(0.0, None if o else 0.0) for o in on]
 
 
+def _reduced_costs(z, lv: _Level, dual: _Dual, scales) -> np.ndarray:
+    """Reduced cost of every entry of ``lv`` under the duals ``z`` (float32)."""
+    a, b, mu, nu, nu_t = dual.split(z * scales)
+    lam = a - b  # (r, m)
+    f32 = np.float32
+    rc = lv.cost + mu.astype(f32)[lv.flat] * lv.work
+    for j in range(dual.m):
+        rc -= lam[:, j].astype(f32)[lv.flat] * lv.measure[:, j]
+    if nu.size:
+        bonus = np.einsum("ut,ut->u", nu[lv.cur] + nu_t[None, :], lv.keep)
+        rc[lv.is_cur] -= bonus[lv.row[lv.is_cur]].astype(f32)
+    return rc
+
+
 def _value_and_grad(z, lv: _Level, dual: _Dual, scales, tau, limits):
     """Minus the smoothed dual and its gradient."""
     lo, hi, cap, keep_min, keep_tot = limits
     a, b, mu, nu, nu_t = dual.split(z * scales)
-    lam = a - b  # (r, m)
-    f32 = np.float32
-    rc = lv.cost + mu.astype(f32)[lv.nbr] * lv.work
-    for j in range(dual.m):
-        rc -= lam[:, j].astype(f32)[lv.nbr] * lv.measure[:, j, None]
-    if nu.size:
-        bonus = np.einsum("ut,ut->u", nu[lv.cur] + nu_t[None, :], lv.keep)
-        rc[:, -1] -= np.where(lv.stay, bonus, 0.0).astype(f32)
-    rc[lv.off] = np.inf
-    ts = (tau * lv.scale).astype(f32)[:, None]
-    least = rc.min(axis=1, keepdims=True)
-    rc -= least
-    rc /= -ts
+    rc = _reduced_costs(z, lv, dual, scales)
+    starts = lv.indptr[:-1]
+    ts = (tau * lv.scale).astype(np.float32)
+    least = np.minimum.reduceat(rc, starts)
+    rc -= least[lv.row]
+    rc /= -ts[lv.row]
     e = np.exp(rc, out=rc)
-    s = e.sum(axis=1, keepdims=True, dtype=np.float64)
-    soft = least[:, 0].astype(np.float64) - ts[:, 0] * np.log(s[:, 0])
-    e /= s.astype(f32)
+    s = np.add.reduceat(e, starts, dtype=np.float64)
+    soft = least.astype(np.float64) - ts * np.log(s)
+    e /= s.astype(np.float32)[lv.row]
     r = dual.r
     load = np.stack(
-        [
-            np.bincount(lv.flat, (e * lv.measure[:, j, None]).ravel(), minlength=r)
-            for j in range(dual.m)
-        ],
+        [np.bincount(lv.flat, e * lv.measure[:, j], minlength=r) for j in range(dual.m)],
         axis=1,
     )
-    hours = np.bincount(lv.flat, (e * lv.work).ravel(), minlength=r)
+    hours = np.bincount(lv.flat, e * lv.work, minlength=r)
     value = soft.sum() + np.sum(a * lo) - np.sum(b * hi) - mu @ cap
     g_nu = np.zeros_like(nu)
     g_nu_t = np.zeros_like(nu_t)
     if nu.size:
-        stay_share = np.where(lv.stay, e[:, -1], 0.0)
+        stay_share = np.zeros(lv.num_units)
+        stay_share[lv.row[lv.is_cur]] = e[lv.is_cur]
         for t in range(nu.shape[1]):
             kept = np.bincount(lv.cur, stay_share * lv.keep[:, t], minlength=r)
             g_nu[:, t] = keep_min[:, t] - kept
@@ -220,27 +267,56 @@ def _locked_use(problem: AlignmentProblem):
     return use_m, use_h, keep, keep.sum(axis=0)
 
 
-def _climb(z, lv, dual, scales, taus, iters, limits, deadline):
+def _climb(z, lv, dual, scales, taus, iters, limits, deadline, settings: DualSettings):
+    """L-BFGS-B at each temperature of ``taus`` in turn, at most ``iters`` iterations each.
+
+    The iterations run in chunks of ``settings.chunk_iters`` over the level narrowed to the
+    entries within ``settings.window`` temperatures plus ``settings.window_pad`` cost
+    scales of each unit's least reduced cost, re-narrowed between chunks as the duals move.
+    A narrowed level can overstate the dual (a rep that few entries reach looks free to
+    raise its multipliers), so a chunk counts only if the whole level confirms that it
+    climbed; otherwise the window widens and the chunk is run again."""
     for tau in taus:
         if time.perf_counter() >= deadline:
             break
-        res = minimize(
-            _value_and_grad,
-            z,
-            args=(lv, dual, scales, tau, limits),
-            jac=True,
-            method="L-BFGS-B",
-            bounds=dual.bounds(),
-            options={"maxiter": iters, "maxcor": 20},
-        )
-        z = res.x
-        log.debug(
-            "smoothed dual: %d units, tau %g, %d iterations, %.6g",
-            lv.units.size,
-            tau,
-            res.nit,
-            -res.fun,
-        )
+        pad = settings.window_pad
+        f_old = _value_and_grad(z, lv, dual, scales, tau, limits)[0]
+        done, last = 0, 0.0
+        # A chunk starts only if one as long as the last still ends before the deadline.
+        while done < iters and time.perf_counter() + last < deadline:
+            tc = time.perf_counter()
+            rc = _reduced_costs(z, lv, dual, scales)
+            sub = lv.narrowed(rc, (settings.window * tau + pad) * lv.scale)
+            n = min(settings.chunk_iters, iters - done)
+            res = minimize(
+                _value_and_grad,
+                z,
+                args=(sub, dual, scales, tau, limits),
+                jac=True,
+                method="L-BFGS-B",
+                bounds=dual.bounds(),
+                options={"maxiter": n, "maxcor": 20},
+            )
+            f_new = _value_and_grad(res.x, lv, dual, scales, tau, limits)[0]
+            last = time.perf_counter() - tc
+            log.debug(
+                "smoothed dual: %d units, %d entries of %d, tau %g, %d iterations, %.6g -> %.6g",
+                lv.num_units,
+                sub.flat.size,
+                lv.flat.size,
+                tau,
+                res.nit,
+                -f_old,
+                -f_new,
+            )
+            if f_new > f_old and sub.flat.size < lv.flat.size:
+                pad = max(4 * pad, 0.1)  # the narrowed level misled the climb: widen, retry
+                continue
+            done += max(int(res.nit), 1)
+            gain = f_old - f_new
+            z, f_old = res.x, min(f_old, f_new)
+            if res.nit < n or gain < settings.stall * abs(f_old):
+                break  # converged at this temperature
     return z
 
 
@@ -300,11 +376,12 @@ def smoothed_duals(
             dual.keep_min * (1 - settings.widen),
             dual.keep_tot * (1 - settings.widen),
         )
-        z = _climb(z, lv, dual, scales, settings.sample_taus, settings.sample_iters, wide, deadline)
+        taus_s, iters_s = settings.sample_taus, settings.sample_iters
+        z = _climb(z, lv, dual, scales, taus_s, iters_s, wide, deadline, settings)
     else:
         taus = tuple(settings.sample_taus[:-1]) + tuple(settings.book_taus)
     lv = _Level(problem, space, movable, 1.0, settings.k_book, reps_tree)
-    z = _climb(z, lv, dual, scales, taus, settings.book_iters, exact, deadline)
+    z = _climb(z, lv, dual, scales, taus, settings.book_iters, exact, deadline, settings)
     a, b, mu, nu, nu_t = dual.split(z * scales)
     lam = a - b
     out = []

@@ -100,3 +100,39 @@ def test_a_pin_does_not_leak_into_the_all_pairs_bound():
     real = _price_all(pinned, space, side, y, (lo, hi), 1, fixed=problem.fixed_rep)[2]
     assert real == pytest.approx(plain, rel=1e-12)
     assert real <= solve_relaxation(full).objective * (1 + 1e-9)
+
+
+def test_a_level_narrowed_to_every_entry_prices_as_the_whole_level():
+    from scipy.spatial import cKDTree
+
+    from solvers import lagrange as L
+    from solvers.pairspace import unit_vectors
+
+    space, _, full = _instance(0)
+    movable = np.flatnonzero(full.fixed_rep < 0)
+    tree = {0: (cKDTree(unit_vectors(space.rep_lat, space.rep_lon)), np.arange(4))}
+    lv = L._Level(full, space, movable, 1.0, 4, tree)
+    dual = L._Dual(full, L._locked_use(full))
+    z = np.random.default_rng(0).random(dual.n)
+    scales = np.ones(dual.n)
+    limits = (dual.lo, dual.hi, dual.cap, dual.keep_min, dual.keep_tot)
+    rc = L._reduced_costs(z, lv, dual, scales)
+    whole = lv.narrowed(rc, np.full(lv.num_units, np.inf))
+    f, g = L._value_and_grad(z, lv, dual, scales, 0.01, limits)
+    f2, g2 = L._value_and_grad(z, whole, dual, scales, 0.01, limits)
+    assert f2 == pytest.approx(f) and np.allclose(g2, g)
+    # A zero window keeps each unit's least entry only.
+    least = lv.narrowed(rc, np.zeros(lv.num_units))
+    assert least.flat.size == lv.num_units < lv.flat.size
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_window_too_narrow_is_widened_not_trusted(seed):
+    """With each unit's least entry only, the narrowed dual is unbounded (a rep no entry
+    reaches looks free to raise its multipliers): the whole level's check rejects such
+    chunks and the window widens, so the bound still lands near the relaxation."""
+    space, _, full = _instance(seed)
+    y = smoothed_duals(full, space, DualSettings(window=0.0, window_pad=0.0))
+    lp = solve_relaxation(full)
+    bound = lagrangian_bound(full, y)
+    assert lp.objective * (1 - 0.02) <= bound <= lp.objective * (1 + 1e-9)
