@@ -134,3 +134,50 @@ def test_anchored_guided_keeps_the_settled_units_and_never_costs_more(seed):
     settled = (start[first] >= 1 - 1e-6) & (margin >= 0.2 * _unit_scale(full))
     assert settled.sum() > 0
     np.testing.assert_allclose(x[first[settled]], 1.0, atol=1e-9)
+
+
+@pytest.mark.parametrize("seed", [0, 2])
+def test_local_rounds_mend_the_slack_a_narrow_margin_leaves(seed):
+    """Zero duals send every unit to its nearest rep and break rep 0's capacity; at margin
+    0.05 the LP over the few free units needs slack. Without local rounds no solution is
+    claimed; with them, the units around the reps needing slack are freed and the result
+    is a solution of the whole relaxation."""
+    _, _, full = _instance(seed, cap_share=0.7)
+    y0 = np.zeros(_side_rows(full)[1].shape)
+    stats: dict = {}
+    none = guided_relaxation(full, y0, time_left=lambda: 30.0, margins=(0.05,), local_rounds=0)
+    assert none is None
+    out = guided_relaxation(full, y0, time_left=lambda: 30.0, margins=(0.05,), stats=stats)
+    assert out is not None
+    tries = stats["guided"]
+    assert tries[0]["slack"] > 0 and tries[-1]["local_round"] >= 1
+    _assert_relaxed_solution(full, out[0])
+    assert float(full.pair_cost @ out[0]) >= solve_relaxation(full).objective * (1 - 1e-9)
+
+
+def test_region_mode_rebalances_around_a_pin_only():
+    """Given a start with one unit pinned whole and the reps it moved between, only local
+    rounds run: the result is a solution of the pinned relaxation."""
+    space, _, full = _instance(1)
+    lp = solve_relaxation(full)
+    split = lp.split_units(full)
+    assert split.size
+    rounded = lp.rounded(full)
+    u = split[0]
+    pins = full.fixed_rep.copy()
+    pins[u] = rounded[u]
+    pinned = replace(full, fixed_rep=pins)
+    start = lp.x.copy()
+    region = np.zeros(full.num_reps, bool)
+    region[full.cand_rep[(full.pair_unit == u) & (start > 1e-9)]] = True
+    start[full.pair_unit == u] = 0.0
+    start[full.pair_index(np.array([u]), rounded[[u]])] = 1.0
+    stats: dict = {}
+    y = smoothed_duals(full, space)
+    out = guided_relaxation(
+        pinned, y, time_left=lambda: 30.0, start=start, region=region, stats=stats
+    )
+    assert out is not None
+    assert all("local_round" in t for t in stats["guided"])
+    _assert_relaxed_solution(pinned, out[0])
+    assert float(full.pair_cost @ out[0]) >= solve_relaxation(pinned).objective * (1 - 1e-9)
