@@ -15,9 +15,12 @@ module solves it in stages, pricing every eligible pair against duals
 1. **Guided LP** (after a smoothed dual; :mod:`solvers.guided`). The dual's reduced costs
    fix every unit whose best rep wins by a clear margin, and the LP over the rest gives a
    slack-free start near the optimum (100,000 x 300 with capacity binding: 24,000 units
-   free, 4.4 s, where the group master took 29 s). Where it still needs slack at its widest
-   margin, or would free more than ``max_guided_units``, the group master runs instead.
-   The pin rounds below re-solve with it too.
+   free, 4.4 s, where the group master took 29 s). A margin that would free more than
+   ``max_guided_units`` is halved first, and slack is mended by local rounds around the
+   reps that need it; where none of that ends slack-free, the group master runs instead.
+   The pin rounds below re-solve with it too (on books above ``max_guided_units`` units,
+   only around the reps the pins moved load between). Sifting is skipped when less time
+   is left than four passes of pricing every pair.
 1b. **Group master.** Units are grouped (about ten neighbours of one pool, along a Morton
    curve); a group moves as one. The group LP starts from each group's nearest reps and
    grows by column generation: after each solve every (group, rep) column of the whole map
@@ -581,11 +584,13 @@ def solve_relaxation_priced(
         # and the group master starts from the columns they favour instead of growing
         # towards them over many rounds.
         ts = time.perf_counter()
-        start_duals = smoothed_duals(
-            problem, space, dual_settings, time_limit_s=0.25 * time_limit_s
-        )
+        # Two fifths of the time: the guided LP below is only as good as these duals (at
+        # 1,000,000 x 1,000 a dual cut short before the whole book's climb left 729 reps
+        # needing slack in it; a 60 s one left 12, which local rounds mended).
+        start_duals = smoothed_duals(problem, space, dual_settings, time_limit_s=0.4 * time_limit_s)
         # One pass over every pair gives the bound and each unit's cheapest pairs, which
         # the guided LP below chooses among.
+        tp = time.perf_counter()
         priced_u, priced_r, smooth_bound = _price_all(
             problem,
             space,
@@ -595,7 +600,12 @@ def solve_relaxation_priced(
             guided_per_unit,
             best_only=False,
         )
-        stats["smoothed_dual"] = {"bound": smooth_bound, "s": round(time.perf_counter() - ts, 3)}
+        price_s = time.perf_counter() - tp
+        stats["smoothed_dual"] = {
+            "bound": smooth_bound,
+            "s": round(time.perf_counter() - ts, 3),
+            "pricing_s": round(price_s, 3),
+        }
         log.info("smoothed dual: %s", stats["smoothed_dual"])
     # Coarse groups can make a feasible book look infeasible (a group's members cannot be
     # picked apart): with slack left, the groups shrink, down to single units; pulled-in
@@ -684,6 +694,13 @@ def solve_relaxation_priced(
         proof = exact_groups and last.get("new_columns") == 0
         return out("INFEASIBLE" if proof else "UNKNOWN", None, -np.inf)
     half = 0.5 * (problem.measure_hi - problem.measure_lo)
+    sift_rounds = max_sift_rounds
+    if start_duals is not None and left() < 4 * price_s:
+        # Each round prices every pair again: with less time than a few of those left,
+        # rounding and repair need it more (1,000,000 x 1,000: 15 s a pass, and the first
+        # round's LP alone outlasted the 18 s that were left).
+        sift_rounds = 0
+        stats["sifting_skipped"] = round(left(), 3)
     work, x, best_y, last_y, bound, _ = _sift(
         work,
         space,
@@ -697,7 +714,7 @@ def solve_relaxation_priced(
         free_share=free_share,
         keep_k=keep_k,
         gap_target=gap_target,
-        max_rounds=max_sift_rounds,
+        max_rounds=sift_rounds,
         per_unit=per_unit,
         pin_after=pin_whole_after if pin_rounds else 0,
         pin_above=pin_whole_share * half,
@@ -736,8 +753,22 @@ def solve_relaxation_priced(
         # The last LP's duals settle most units around the pins: the LP over the rest
         # rebalances what pinning shifted (sifting from the pinned solution, below, needed
         # 30 % to every unit free and 35 s at 100,000 x 300 with capacity binding).
+        region = None
+        if work.num_units > max_guided_units:
+            # A big book: re-solve only around the reps the pins moved load between (an
+            # anchored LP over the whole book freed 80,000 units at 1,000,000 x 1,000, and
+            # its slack needed more local rounds than the time left).
+            region = np.zeros(work.num_reps, bool)
+            region[rounded[big]] = True
+            region[work.cand_rep[np.isin(work.pair_unit, big) & (x > 1e-9)]] = True
         guided = guided_relaxation(
-            pinned, last_y, time_left=left, stats=sub_stats, start=_pin(work, x, big, rounded)
+            pinned,
+            last_y,
+            time_left=left,
+            max_free_units=max_guided_units,
+            stats=sub_stats,
+            start=_pin(work, x, big, rounded),
+            region=region,
         )
         if guided is not None:
             x_new, last_y = guided
@@ -783,6 +814,7 @@ def resolve_tightened(
     margin: float = 0.0,
     capacity_margin: float = 0.0,
     pin_share: float = 0.25,
+    max_guided_units: int = 100_000,
 ) -> LpSolution:
     """The relaxation of ``problem`` (the enlarged problem of
     :func:`solve_relaxation_priced` with some limits tightened) from the ``previous``
@@ -792,7 +824,8 @@ def resolve_tightened(
     First the guided LP anchored at ``previous`` (units stay where it has them whole unless
     its duals leave them in doubt), with every limit also pulled in by ``margin`` and
     ``capacity_margin`` as the relaxation was: only the reps around the tightened ones
-    change, so a rounding that broke a few reps is mended there and nowhere else. Failing
+    change, so a rounding that broke a few reps is mended there and nowhere else; its
+    margin is halved while it would free more than ``max_guided_units`` units. Failing
     that, sifting with a ``free_share`` of units free."""
     t0 = time.perf_counter()
     stats: dict = {}
@@ -819,6 +852,7 @@ def resolve_tightened(
             target,
             previous.duals,
             time_left=lambda: time_limit_s - (time.perf_counter() - t0),
+            max_free_units=max_guided_units,
             stats=stats,
             start=previous.x,
         )
