@@ -404,7 +404,7 @@ def _least_disruption(
             return Result(
                 found[0], "FEASIBLE", report.objective, bound, time.perf_counter() - t0, stats
             )
-        start = repair(problem, lp.rounded(problem))
+        start = repair(problem, lp.rounded(problem), exchanges=False)
     else:
         start = solve_greedy(problem).assignment
     report = check_plan(problem, start)

@@ -26,6 +26,7 @@ from solvers.cpsat import solve_cpsat
 from solvers.greedy import greedy_assign, repair, solve_greedy
 from solvers.lns import improve, rep_neighbours, subproblem
 from solvers.lp import solve_elastic, solve_mip, solve_relaxation
+from solvers.problem import AlignmentProblem
 from solvers.settings import SolveSettings
 
 SMALL = ["grid", 0, 1, 2, 3]  # the grid, and random 9-unit instances by seed
@@ -196,6 +197,44 @@ def test_repair_fixes_a_broken_plan_without_breaking_locks(grid_problem):
     assert check_plan(grid_problem, fixed).ok
     assert fixed[4] == 2
     assert check_plan(grid_problem, greedy_assign(grid_problem)).rep_units.sum() == 9
+
+
+def test_repair_exchanges_units_where_no_single_move_helps():
+    """Rep 0 is one short of its potential band with every hour in use; rep 1 is one over.
+    Any single move breaks a capacity or deepens a breach, but exchanging rep 0's
+    potential-poor, hour-hungry unit for rep 1's rich, quick one mends both::
+
+        unit   potential   hours   start
+        0      10          10      rep 0
+        1       2           6      rep 0      band [13, 15], capacity 16 h
+        2       4           2      rep 1
+        3      12          10      rep 1
+    """
+    pot = np.array([10.0, 2.0, 4.0, 12.0])
+    hours = np.array([10.0, 6.0, 2.0, 10.0])
+    problem = AlignmentProblem(
+        cand_indptr=np.arange(0, 9, 2),
+        cand_rep=np.tile([0, 1], 4),
+        pair_cost=np.tile([1.0, 2.0], 4),
+        pair_workload_h=np.repeat(hours, 2),
+        unit_measure=pot,
+        measure_lo=np.full(2, 13.0),
+        measure_hi=np.full(2, 15.0),
+        measure_target=np.full(2, 14.0),
+        capacity_h=np.full(2, 16.0),
+        fixed_rep=np.full(4, -1),
+        current_rep=np.full(4, -1),
+    )
+    start = np.array([0, 0, 1, 1])
+    assert not check_plan(problem, start).ok
+    for u in range(4):  # every single move leaves the plan broken
+        moved = start.copy()
+        moved[u] = 1 - moved[u]
+        assert not check_plan(problem, moved).ok
+    fixed = repair(problem, start)
+    report = check_plan(problem, fixed)
+    assert report.ok
+    assert report.rep_measure[:, 0].tolist() == [14.0, 14.0]
 
 
 # --- determinism and the clock -------------------------------------------------------------
