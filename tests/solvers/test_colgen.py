@@ -21,6 +21,7 @@ import pytest
 import solvers.align as align
 from solvers.check import check_plan
 from solvers.colgen import solve_relaxation_priced
+from solvers.lagrange import DualSettings
 from solvers.lns import repair_by_neighbourhoods, restricted
 from solvers.lp import solve_mip, solve_relaxation
 from solvers.pairspace import PairSpace, with_pairs
@@ -223,3 +224,36 @@ def test_group_master_keeps_the_last_solved_slack_when_an_lp_stops(monkeypatch):
     )
     assert len(calls) == 2 and stats["group_master"][-1]["status"] == "UNKNOWN"
     assert slack == 0.5 and x is not None
+
+
+@pytest.mark.parametrize("seed", [1, 2, 4])
+def test_a_big_book_pins_its_big_units_before_the_relaxation_and_keeps_a_valid_bound(seed):
+    """A book above ``prepin_from`` units pins every unit above ``pin_share`` of the band's
+    half-width to its best rep under the smoothed dual before the guided LP: none of them
+    ends split though no pin round follows, and the bound (priced over the unpinned
+    problem) stays below the LP optimum over every pair. Below ``prepin_from`` the same
+    relaxation splits some of them on these seeds."""
+    space, problem, full = _instance(seed, whales=6)
+    exact = solve_relaxation(full).objective
+    half = 0.5 * (problem.measure_hi - problem.measure_lo).min()
+    big = np.flatnonzero(problem.unit_measure[:, 0] > half)
+    dual = DualSettings(sample_share=0.5, min_sample_units=0)
+    shares = {}
+    for prepin_from in (0, 10**9):
+        enlarged, sol = solve_relaxation_priced(
+            problem,
+            space,
+            time_limit_s=30,
+            pin_rounds=0,
+            pin_share=1.0,
+            dual_settings=dual,
+            prepin_from=prepin_from,
+        )
+        assert sol.status == "FEASIBLE"
+        assert sol.bound <= exact + 1e-6 * abs(exact)
+        assert sol.objective >= sol.bound - 1e-6 * abs(sol.bound)
+        shares[prepin_from] = np.maximum.reduceat(sol.x, enlarged.cand_indptr[:-1])[big]
+        if prepin_from == 0:
+            assert sol.stats["prepinned"] == big.size
+    np.testing.assert_allclose(shares[0], 1.0, atol=1e-6)
+    assert np.any(shares[10**9] < 1 - 1e-6)
