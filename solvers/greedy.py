@@ -310,6 +310,16 @@ def _move_back(problem, a, pair_of_unit, load, work, movable, keep, rep):
     return int(units[k]), int(pairs[k])
 
 
+def _pairs_of(problem: AlignmentProblem, units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every candidate pair of ``units``, and the unit of each."""
+    starts, ends = problem.cand_indptr[units], problem.cand_indptr[units + 1]
+    lens = ends - starts
+    pairs = np.repeat(starts, lens) + (
+        np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens)
+    )
+    return pairs, np.repeat(units, lens)
+
+
 def _best_move(problem, a, pair_of_unit, load, work, by_rep, pair_unit, movable, rep, kind, keep):
     """Cheapest single-unit move that lowers violation ``kind`` of ``rep`` and breaks nothing.
 
@@ -345,12 +355,7 @@ def _best_move(problem, a, pair_of_unit, load, work, by_rep, pair_unit, movable,
     units = np.flatnonzero((a == rep) & movable)
     if units.size == 0:
         return None
-    starts, ends = problem.cand_indptr[units], problem.cand_indptr[units + 1]
-    lens = ends - starts
-    pairs = np.repeat(starts, lens) + (
-        np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens)
-    )
-    cu = np.repeat(units, lens)
+    pairs, cu = _pairs_of(problem, units)
     to = problem.cand_rep[pairs]
     ok = to != rep
     pairs, cu, to = pairs[ok], cu[ok], to[ok]
@@ -406,12 +411,7 @@ def _best_swap(problem, a, pair_of_unit, load, work, by_rep, movable, rep, keep,
     units = units[keep.can_leave(units, np.full(units.size, rep))]
     if p_in.size == 0 or units.size == 0:
         return None
-    starts, ends = problem.cand_indptr[units], problem.cand_indptr[units + 1]
-    lens = ends - starts
-    p_out = np.repeat(starts, lens) + (
-        np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens)
-    )
-    u = np.repeat(units, lens)
+    p_out, u = _pairs_of(problem, units)
     s_out = problem.cand_rep[p_out]
     s_in = a[v]
     shared = np.intersect1d(s_in, s_out[s_out != rep])

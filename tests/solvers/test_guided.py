@@ -95,24 +95,33 @@ def test_guided_gives_up_when_the_duals_settle_units_wrongly():
     assert stats["guided"][0]["slack"] > 0
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_anchored_guided_keeps_the_settled_units_and_never_costs_more(seed):
-    """From a solution in hand (the exact LP's, with one split unit pinned whole: what
-    the pin rounds hand over), units it holds whole on the duals' best rep stay there, and
-    the LP over the rest is slack-free and no dearer than the start with its pin."""
-    space, _, full = _instance(seed)
+def _one_split_unit_pinned(full):
+    """The exact LP's solution with its first split unit moved whole to the rep rounding
+    gives it (what the pin rounds hand over): the pinned problem, that start, and the reps
+    the LP had the unit on."""
     lp = solve_relaxation(full)
-    side, lo, hi, _ = _side_rows(full)
     split = lp.split_units(full)
     assert split.size  # capacity binds: the vertex splits a unit
     rounded = lp.rounded(full)
     u = split[0]
     pins = full.fixed_rep.copy()
     pins[u] = rounded[u]
-    pinned = replace(full, fixed_rep=pins)
     start = lp.x.copy()
+    region = np.zeros(full.num_reps, bool)
+    region[full.cand_rep[(full.pair_unit == u) & (start > 1e-9)]] = True
     start[full.pair_unit == u] = 0.0
     start[full.pair_index(np.array([u]), rounded[[u]])] = 1.0
+    return replace(full, fixed_rep=pins), start, region
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_anchored_guided_keeps_the_settled_units_and_never_costs_more(seed):
+    """From a solution in hand (the exact LP's, with one split unit pinned whole: what
+    the pin rounds hand over), units it holds whole on the duals' best rep stay there, and
+    the LP over the rest is slack-free and no dearer than the start with its pin."""
+    space, _, full = _instance(seed)
+    side, lo, hi, _ = _side_rows(full)
+    pinned, start, _ = _one_split_unit_pinned(full)
     y = smoothed_duals(full, space)
     out = guided_relaxation(pinned, y, time_left=lambda: 30.0, start=start, margins=(0.2,))
     assert out is not None
@@ -159,19 +168,7 @@ def test_region_mode_rebalances_around_a_pin_only():
     """Given a start with one unit pinned whole and the reps it moved between, only local
     rounds run: the result is a solution of the pinned relaxation."""
     space, _, full = _instance(1)
-    lp = solve_relaxation(full)
-    split = lp.split_units(full)
-    assert split.size
-    rounded = lp.rounded(full)
-    u = split[0]
-    pins = full.fixed_rep.copy()
-    pins[u] = rounded[u]
-    pinned = replace(full, fixed_rep=pins)
-    start = lp.x.copy()
-    region = np.zeros(full.num_reps, bool)
-    region[full.cand_rep[(full.pair_unit == u) & (start > 1e-9)]] = True
-    start[full.pair_unit == u] = 0.0
-    start[full.pair_index(np.array([u]), rounded[[u]])] = 1.0
+    pinned, start, region = _one_split_unit_pinned(full)
     stats: dict = {}
     y = smoothed_duals(full, space)
     out = guided_relaxation(
