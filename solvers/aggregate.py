@@ -132,15 +132,17 @@ def _bound(problem, side, lo, hi, y) -> float:
     return float(best.sum()) + _rows_term(y, lo, hi)
 
 
-def _elastic_solve(cost, side, lo, hi, var_lo, var_hi, assign, weight, time_limit_s):
+def _elastic_solve(cost, side, lo, hi, var_lo, var_hi, assign, weight, time_limit_s, penalty=1.0):
     """LP over ``side`` rows and assign-once rows, with penalised slack on the side rows so
     it always has a solution; returns the LP result, the side duals and the total slack
-    (relative to ``weight``, the rows' scale)."""
+    (relative to ``weight``, the rows' scale). ``penalty`` multiplies the slack's price."""
     nr, nc = side.shape
     na = assign.shape[0]
     scale = float(np.mean(cost[cost > 0])) if np.any(cost > 0) else 1.0
     # Slack on a row costs more than moving every unit to its dearest candidate.
-    big = 10.0 * float(np.abs(cost).sum()) / scale / max(1, na) * max(1, na) ** 0.5 + 1e3
+    big = penalty * (
+        10.0 * float(np.abs(cost).sum()) / scale / max(1, na) * max(1, na) ** 0.5 + 1e3
+    )
     ones = np.arange(nr)
     short = sp.csr_matrix((weight, (ones, ones)), shape=(nr, nr))
     over = sp.csr_matrix((-weight, (ones, ones)), shape=(nr, nr))
@@ -167,14 +169,16 @@ def _row_weight(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return w
 
 
-def _refine_lp(problem, side, lo, hi, var_lo, weight, x, y, movable, share, keep_k, limit_s):
+def _refine_lp(
+    problem, side, lo, hi, var_lo, weight, x, y, movable, share, keep_k, limit_s, penalty=1.0
+):
     """One refinement LP: free the units in doubt, fix the rest where ``x`` has them whole.
 
     Free are the ``share`` of units with the narrowest reduced-cost margin under duals
     ``y``, every unit ``x`` splits, and every unit whose best pair by reduced cost is not
     where ``x`` has it; each keeps its ``keep_k`` best candidates and its current share, so
     ``x`` stays a solution of the LP. Fixed units shift every limit by what they use. The LP
-    is elastic (:func:`_elastic_solve`).
+    is elastic (:func:`_elastic_solve`, its slack priced ``penalty`` times the usual).
 
     Returns the LP result, its side duals and slack, the fixed units' pair values, the LP's
     pairs (indices into the problem's pairs) and the number of free units.
@@ -200,11 +204,13 @@ def _refine_lp(problem, side, lo, hi, var_lo, weight, x, y, movable, share, keep
     pos = np.arange(pairs.size)
     rank = pos - np.maximum.accumulate(np.where(first, pos, 0))
     pairs = np.sort(pairs[(rank < keep_k) | (x[pairs] > 1e-9)])
-    res, y2, slack, num_free = _free_lp(problem, side, lo, hi, var_lo, weight, pairs, used, limit_s)
+    res, y2, slack, num_free = _free_lp(
+        problem, side, lo, hi, var_lo, weight, pairs, used, limit_s, penalty
+    )
     return res, y2, slack, x_fix, pairs, num_free
 
 
-def _free_lp(problem, side, lo, hi, var_lo, weight, pairs, used, limit_s):
+def _free_lp(problem, side, lo, hi, var_lo, weight, pairs, used, limit_s, penalty=1.0):
     """The elastic LP over ``pairs`` (sorted pair indices; their units are the free ones),
     with every limit shifted by ``used``, what the fixed units already take. Returns the LP
     result, its side duals and slack, and the number of free units."""
@@ -223,6 +229,7 @@ def _free_lp(problem, side, lo, hi, var_lo, weight, pairs, used, limit_s):
         assign,
         weight,
         limit_s,
+        penalty,
     )
     return res, y2, slack, int(free_units.size)
 
