@@ -81,7 +81,9 @@ def guided_relaxation(
     y: np.ndarray,
     *,
     time_left,
-    margins: tuple[float, ...] = (0.2, 0.4, 0.8),
+    # 0.1 first: at 100,000 x 300 with capacity binding it frees 13,500 units where 0.2
+    # freed 24,400, and its LP takes 1 s instead of 3.9 s; a local round mends its slack.
+    margins: tuple[float, ...] = (0.1, 0.2, 0.4, 0.8),
     max_free_units: int | None = None,
     min_margin: float = 0.025,
     local_rounds: int = 8,
