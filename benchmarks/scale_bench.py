@@ -198,9 +198,12 @@ def _run_method(method: str, job: dict, progress) -> dict:
 
             progress("greedy", problem.num_pairs)
             has_cur = bool(np.all(problem.current_rep >= 0))
-            start = repair(problem, problem.current_rep) if has_cur else None
+            # Repair searches exchanges once single moves run out; it gets the method's time
+            # limit like everything else (unlimited, it ran past 240 s).
+            clock = lambda: limit - (time.perf_counter() - t0)  # noqa: E731
+            start = repair(problem, problem.current_rep, time_left=clock) if has_cur else None
             if start is None:
-                start = solve_greedy(problem).assignment
+                start = solve_greedy(problem, time_left=clock).assignment
             progress("local search", problem.num_pairs)
             left = max(0.5, limit - (time.perf_counter() - t0))
             keep = 1 - TRANSFER_SHARE if job["scenario"] == "drift15" else None
