@@ -659,6 +659,7 @@ def solve_relaxation_priced(
             break
         size = max(1, size // 3)
     x = None
+    from_guided = False
     if start_duals is not None:
         # Near-optimal duals settle most units' choice: the LP over the rest is the
         # relaxation at a fraction of the group master's and sifting's cost.
@@ -683,6 +684,7 @@ def solve_relaxation_priced(
         )
         if guided is not None:
             work, (x, y), slack = target, guided, 0.0
+            from_guided = True
             attempts, size = [], 0
             stats["attempts"] = [{"guided": True, "pulled_in": pulled is not None}]
         else:
@@ -745,8 +747,8 @@ def solve_relaxation_priced(
         proof = exact_groups and last.get("new_columns") == 0
         return out("INFEASIBLE" if proof else "UNKNOWN", None, -np.inf)
     sift_rounds = max_sift_rounds
-    guided_gap = (float(work.pair_cost @ x) - smooth_bound) / max(abs(smooth_bound), 1e-12)
-    if stats.get("attempts", [{}])[0].get("guided") and guided_gap <= sift_guided_above:
+    above = float(work.pair_cost @ x) - smooth_bound
+    if from_guided and above <= sift_guided_above * abs(smooth_bound):
         # A guided LP this close to the smoothed dual's bound gains little from sifting: at
         # 100,000 x 300 with capacity binding (0.97 % above it) two rounds took 4.7 s,
         # lowered its objective by 0.05 % and raised the bound by 0.01 %. The pulled-in
