@@ -783,8 +783,8 @@ def solve_relaxation_priced(
         locks=problem.fixed_rep,
         # The start is slack-free, so each round's LP has a solution without slack; at the
         # usual price, slack was cheaper than the chains of moves that capacity binding
-        # in one region needs (seed 2 of 100,000 x 300: three rounds bought 4 % of a rep's
-        # limits as slack, freeing up to 61,000 units and 35 s; at 100 times, none).
+        # in one region needs (seed 2 of 100,000 x 300: three rounds bought slack of 0.04 of
+        # the rows' scale, freeing up to 61,000 units and 35 s; at 100 times, none).
         penalty=100.0,
     )
     if start_duals is not None and bound <= smooth_bound:
