@@ -17,9 +17,10 @@ The rules, in order of priority:
    ``max_*_share_per_rep`` for reps not named in a change) cap the share of accounts and
    potential that moves: hard limits, checked like the plan's transfer limits.
 2. **Least disruption**: the potential of the accounts that move.
-3. **Balance**: ``sum_r |potential_r - target_r| / target_r``, with moved potential at most
-   ``(1 + disruption_slack)`` times the least.
-4. **Travel**: potential x km, with balance held within 1 %.
+3. **Balance**: the narrowest potential band (worst deviation from target, down to the
+   plan's ``tolerance``) that a plan moving at most ``(1 + disruption_slack)`` times the
+   least potential can keep.
+4. **Travel**: potential x km, inside that band and that disruption cap.
 
 **Bound.** ``moved_potential_lower_bound`` is the optimum of a transshipment LP over all
 reps (:func:`solvers.rebalance.disruption_bound`): no plan that keeps the rules above can
@@ -802,7 +803,6 @@ def rebalance(
     rep_owner = owner_pos[rep_ids].to_numpy()
     seeds = np.isin(b.owner_ids, list(b.team.changed) + list(b.team.gone))
     reach = seeds.copy()
-    weight = 1.0 / np.maximum(p.measure_target[:, 0], 1e-9)
     tries = []
     plan = None
     rb = config.rebalance
@@ -868,10 +868,13 @@ def rebalance(
         """Pass 2 on a chosen region: the lexicographic plan, or failing that stage 1's own
         plan, each checked against the whole book; ``None`` when neither passes."""
         entry, _, (sub, free, group, _), first = chosen
+        region = np.zeros(p.num_reps, bool)
+        region[group] = True
         res = solve_lexicographic(
-            sub,
+            p,
             config.solve,
-            balance_weight=weight[group],
+            region=region,
+            tightest=config.tolerance,
             slack=rb.disruption_slack,
             frontier=frontier,
             time_limit_s=max(limit_s, 0.0),
@@ -881,21 +884,18 @@ def rebalance(
         )
         entry["stages"] = [vars(s) for s in res.stages]
         entry["result"] = res.status
-
-        def whole(a) -> np.ndarray:
-            full = p.current_rep.astype(np.int64).copy()
-            full[free] = group[np.asarray(a)]
-            return full
-
         if res.has_plan:
-            full = whole(res.assignment)
-            report = check_plan(p, full)
+            report = check_plan(p, res.assignment)
             if report.ok:
-                fronts = [f for f in map(whole, res.frontier) if check_plan(p, f).ok]
-                return full, report, fronts, res
+                fronts = [
+                    (band, f if f.size and check_plan(p, f).ok else None)
+                    for band, f in zip(res.frontier_bands, res.frontier, strict=True)
+                ]
+                return res.assignment, report, fronts, res
             entry["result"] = "failed the check: " + report.describe(3)
         if first.has_plan:
-            full = whole(first.assignment)
+            full = p.current_rep.astype(np.int64).copy()
+            full[free] = group[np.asarray(first.assignment)]
             report = check_plan(p, full)
             if report.ok:
                 entry["result"] += "; kept stage 1's plan, which passes"

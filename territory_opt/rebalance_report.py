@@ -175,22 +175,28 @@ def _rep_changes(previous, b, table: pd.DataFrame, territories: pd.DataFrame) ->
 
 
 def _frontier(b, fronts, bound_value: float, table_fn) -> tuple[pd.DataFrame, tuple]:
+    """One row per frontier band (``fronts``: ``(band share, plan or None)``), and each
+    plan's assignments table (``None`` where the band found no plan in its time)."""
     p = b.pp.problem
     rows, plans = [], []
-    for k, plan in enumerate(fronts):
+    for k, (band, plan) in enumerate(fronts):
+        row = {"plan": k, "band_pct": 100 * band}
+        if plan is None:
+            rows.append({**row, "check": "no plan in time"})
+            plans.append(None)
+            continue
         rep = check_plan(p, plan)
         t = table_fn(plan)
         dev = np.abs(rep.rep_measure[:, 0] / p.measure_target[:, 0] - 1)
         moved = t["moved"].to_numpy(bool)
+        moved_pot = float(t["potential"][moved].sum())
         rows.append(
             {
-                "plan": k,
+                **row,
                 "check": "passed" if rep.ok else "FAILED",
                 "moved_accounts": int(moved.sum()),
-                "moved_potential": float(t["potential"][moved].sum()),
-                "moved_vs_bound": float(t["potential"][moved].sum() / bound_value)
-                if bound_value > 0
-                else float("nan"),
+                "moved_potential": moved_pot,
+                "moved_vs_bound": moved_pot / bound_value if bound_value > 0 else float("nan"),
                 "worst_dev_pct": float(100 * dev.max()),
                 "mean_abs_dev_pct": float(100 * dev.mean()),
                 "travel_km_mean": float(t["travel_km"].mean()),
@@ -274,7 +280,10 @@ def build_result(
             "stages": [vars(s) for s in res.stages],
             "regions": tries,
             "runtime_s": runtime,
-            "reproducible": all(s["status"] != "UNKNOWN" for s in [vars(x) for x in res.stages]),
+            # Same inputs, seed and workers give the same plan when no stage stopped on the
+            # wall clock (each ended on a plan, a proof or its deterministic limit).
+            "reproducible": res.stats.get("clock_stops", 0) == 0,
+            "band_pct": 100 * res.band,
         },
         "check": {
             "result": "passed" if report.ok else "FAILED",
@@ -363,7 +372,18 @@ def summary_text(r) -> str:
             f"{x['ramp_factor']:.3f})"
         )
     if r.frontier is not None:
-        lines.append(f"  frontier      {len(r.frontier)} plans (frontier.csv, frontier.png)")
+        f = r.frontier[r.frontier["check"] == "passed"]
+        span = ""
+        if len(f):
+            span = (
+                f": moved {f['moved_potential'].min():,.0f} to {f['moved_potential'].max():,.0f},"
+                f" worst deviation {f['worst_dev_pct'].max():.1f} % to "
+                f"{f['worst_dev_pct'].min():.1f} %"
+            )
+        lines.append(
+            f"  frontier      {len(f)} of {len(r.frontier)} plans{span} "
+            "(frontier.csv, frontier.png)"
+        )
     return "\n".join(lines)
 
 
@@ -438,6 +458,7 @@ def _frontier_plot(frontier: pd.DataFrame, path: Path, bound: float | None) -> N
     fig = Figure(figsize=(6.5, 4.5), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
+    frontier = frontier[frontier["check"] == "passed"]
     x = frontier["moved_potential"].to_numpy()
     ax.plot(x, frontier["mean_abs_dev_pct"], "o-", label="mean |deviation| %")
     ax.plot(x, frontier["worst_dev_pct"], "s--", label="worst deviation %")
@@ -480,6 +501,8 @@ def write_outputs(r, tmp: Path, final: Path) -> None:
         )
         (tmp / "frontier").mkdir()
         for k, t in enumerate(r.frontier_plans):
+            if t is None:
+                continue
             t.to_csv(tmp / "frontier" / f"plan_{k}.csv", index=False, float_format="%.6f")
     (tmp / "summary.txt").write_text(r.summary() + "\n")
     with open(tmp / "manifest.json", "w") as f:
