@@ -271,7 +271,7 @@ def quota_test(
         ),
     ] = "local",
     n_boot: Annotated[int | None, Opt(help="Bootstrap resamples.")] = None,
-    config: Annotated[Path | None, Opt(help="TOML with [quota_test] and [comp_plan].")] = None,
+    config: Annotated[Path | None, Opt(help="TOML with \\[quota_test] and \\[comp_plan].")] = None,
 ) -> None:
     """Pilot quota algorithms on a sample of territories and backtest them on history.
 
@@ -375,7 +375,7 @@ def capacity(
     reps: Annotated[Path, Opt(help="Reps file (CSV or Parquet).")],
     out: Annotated[Path, Opt(help="Output folder (written atomically).")],
     history: Annotated[Path | None, Opt(help="Bookings history (CSV or Parquet).")] = None,
-    config: Annotated[Path | None, Opt(help="Settings (TOML, with [capacity]).")] = None,
+    config: Annotated[Path | None, Opt(help="Settings (TOML, with \\[capacity]).")] = None,
     segment: Annotated[
         str | None, Opt(help="Segments to analyse, comma-separated (default: all).")
     ] = None,
@@ -452,8 +452,8 @@ def rebalance(
 ) -> None:
     """Answer a hire, leaver, leave or FTE change with the plan that moves least.
 
-    Budgets and protected accounts come from [rebalance] in the config; every move is
-    explained in moves.csv and diff.md.
+    Budgets and protected accounts come from \\[rebalance] in the config; every move
+    is explained in moves.csv and diff.md.
     """
     from .rebalance import rebalance_files
 

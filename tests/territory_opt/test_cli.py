@@ -112,3 +112,14 @@ def test_infeasible_settings_exit_3_and_write_nothing(runner, whale_files, tmp_p
 def test_error_output_keeps_the_rule_name(runner, whale_files):
     res = runner.invoke(app, ["validate", *_files_args(whale_files)])
     assert "[band] Account 'A0000010'" in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "table"),
+    [("rebalance", "[rebalance]"), ("capacity", "[capacity]"), ("quota-test", "[comp_plan]")],
+)
+def test_help_names_the_config_tables(runner, command, table):
+    """Rich markup would swallow a bare [table] in help text: the user must see it."""
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert table in result.output
