@@ -387,17 +387,23 @@ def least_disruption(
     return moved_potential(problem, np.asarray(first.assignment))[1], first
 
 
-def tighten_band(problem: AlignmentProblem, share: float) -> AlignmentProblem:
-    """The problem with every rep's potential (measure 0) band narrowed to ``+-share`` of
-    its target, or no further out than the rep's current book (a rebalance does not repair
-    last year's plan); never looser than the problem's own band."""
-    cur = problem.current_rep.astype(np.int64)
-    stay = cur >= 0
-    load = np.bincount(cur[stay], weights=problem.unit_measure[stay, 0], minlength=problem.num_reps)
+def tighten_band(
+    problem: AlignmentProblem, share: float, reps: np.ndarray | None = None
+) -> AlignmentProblem:
+    """The problem with the potential (measure 0) band of every rep in ``reps`` (a mask;
+    all by default) narrowed to ``+-share`` of its target, never looser than its own band.
+
+    Unlike the rebalance's own bands, a rep out of the narrower band must come into it
+    (it may not stay as far out as its current book): that is what better balance buys,
+    and the LP says whether the budgets allow it."""
+    mask = np.ones(problem.num_reps, bool) if reps is None else np.asarray(reps, bool)
     target = problem.measure_target[:, 0]
     lo, hi = problem.measure_lo.copy(), problem.measure_hi.copy()
-    lo[:, 0] = np.maximum(lo[:, 0], np.minimum(target * (1 - share), load))
-    hi[:, 0] = np.minimum(hi[:, 0], np.maximum(target * (1 + share), load))
+    lo[mask, 0] = np.maximum(lo[mask, 0], target[mask] * (1 - share))
+    hi[mask, 0] = np.minimum(hi[mask, 0], target[mask] * (1 + share))
+    # Every rep's own band contains its target, so the intersection is never empty; the
+    # guard only absorbs rounding.
+    lo[:, 0] = np.minimum(lo[:, 0], hi[:, 0])
     return replace(problem, measure_lo=lo, measure_hi=hi)
 
 
@@ -534,11 +540,11 @@ def solve_lexicographic(
         """The narrowest band in ``[lo, hi]`` (``hi`` admits a plan) whose LP relaxation is
         feasible, by bisection to ``BAND_STEP``, within ``budget`` seconds."""
         ts = time.perf_counter()
-        if lp_feasible(tighten_band(p, lo)):
+        if lp_feasible(tighten_band(p, lo, region)):
             return lo
         while hi - lo > BAND_STEP and time.perf_counter() - ts < budget and left() > 0:
             mid = 0.5 * (lo + hi)
-            if lp_feasible(tighten_band(p, mid)):
+            if lp_feasible(tighten_band(p, mid, region)):
                 hi = mid
             else:
                 lo = mid
@@ -582,7 +588,7 @@ def solve_lexicographic(
                 break
             tries += 1
             part = (budget - spent) / max(left(), 1e-9) / (len(ladder) - k)
-            found, _ = solve(tighten_band(capped, share), "disruption", part, focus=False)
+            found, _ = solve(tighten_band(capped, share, region), "disruption", part, focus=False)
             log.debug("balance: band %.4f %s", share, "kept" if found is not None else "no plan")
             if found is not None:
                 plan, band = found, float(share)
@@ -600,7 +606,7 @@ def solve_lexicographic(
         # Rounding only: the least-disruption plans already break ties by travel, so
         # this stage earns little and must not spend the frontier's time on repair.
         found, _ = solve(
-            tighten_band(capped, band + 1e-9), "travel", 1.0 if frontier < 2 else 0.3, False
+            tighten_band(capped, band + 1e-9, region), "travel", 1.0 if frontier < 2 else 0.3, False
         )
         if found is not None:
             c = float(
@@ -630,7 +636,7 @@ def solve_lexicographic(
                 part = (end - time.perf_counter()) / max(left(), 1e-9) / (frontier - k)
                 if part * left() < MIN_STAGE_S:
                     break
-                found, got = solve(tighten_band(problem, share), "disruption", part, False)
+                found, got = solve(tighten_band(problem, share, region), "disruption", part, False)
                 if found is not None:
                     break
             fronts.append(found if found is not None else empty)

@@ -184,20 +184,20 @@ def test_lexicographic_plan_meets_the_bound_and_passes_the_check():
 
 def test_disruption_cap_and_narrowed_band_are_limits_the_checker_keeps():
     """The balance stage's two limits are ordinary rules of the problem: a cap on moved
-    potential (an overall transfer minimum) and a narrower band that still lets a rep stay
-    as far out as its current book."""
+    potential (an overall transfer minimum) and a narrower band for the reps named."""
     p = _line_problem()
-    stay = p.current_rep.astype(np.int64)
     four = np.array([0, 1, 1, 1, 2, 2])  # moves units 1, 2 (to rep 1) and 4, 5 (to rep 2)
     assert check_plan(p, four).ok
     assert check_plan(cap_disruption(p, 4.0), four).ok
     assert not check_plan(cap_disruption(p, 3.0), four).ok
-    narrow = tighten_band(p, 0.0)
-    # Rep 0 holds 3 (target 2): it may stay at 3 or come nearer, never go below target.
-    assert narrow.measure_lo[0, 0] == pytest.approx(2.0)
-    assert narrow.measure_hi[0, 0] == pytest.approx(3.0)
-    assert not check_plan(narrow, stay).ok  # rep 2 is empty, as before
-    assert not check_plan(narrow, four).ok  # rep 0 ends at 1, below its target
+    # Rep 0 (band [1, 3], target 2) narrowed to +-0.5 %: it must come to its target,
+    # however far out its current book (3) is; rep 1 (not named) keeps its own band.
+    narrow = tighten_band(p, 0.005, np.array([True, False, True]))
+    assert narrow.measure_lo[0, 0] == pytest.approx(1.99)
+    assert narrow.measure_hi[0, 0] == pytest.approx(2.01)
+    assert narrow.measure_lo[1, 0] == narrow.measure_hi[1, 0] == pytest.approx(3.0)
+    assert not check_plan(narrow, four).ok  # rep 0 ends at 1
+    assert {v.rep for v in check_plan(narrow, four).violations} == {0}
 
 
 # --- end to end on the small book -------------------------------------------------------
