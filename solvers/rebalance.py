@@ -527,24 +527,31 @@ def solve_lexicographic(
             return None, "FAILED THE CHECK"
         return plan, "FEASIBLE"
 
-    def lp_feasible(p: AlignmentProblem) -> bool:
+    def lp_feasible(p: AlignmentProblem, limit_s: float) -> bool:
         """Whether the region's LP relaxation of ``p`` has a solution (a necessary
         condition for a plan: about half a second on a region of 7,000 accounts)."""
         sub_built = region_subproblem(p, region)
         if sub_built is None:
             return False
-        lp = solve_relaxation(sub_built[0], time_limit_s=max(0.1, 0.25 * left()))
+        lp = solve_relaxation(sub_built[0], time_limit_s=max(0.1, limit_s))
         return lp.status != "INFEASIBLE"
 
     def narrowest(p: AlignmentProblem, lo: float, hi: float, budget: float) -> float:
         """The narrowest band in ``[lo, hi]`` (``hi`` admits a plan) whose LP relaxation is
-        feasible, by bisection to ``BAND_STEP``, within ``budget`` seconds."""
-        ts = time.perf_counter()
-        if lp_feasible(tighten_band(p, lo, region)):
+        feasible, by bisection to ``BAND_STEP``, within ``budget`` seconds (an LP is
+        started only with half a second of the budget and of the limit left)."""
+        end = time.perf_counter() + budget
+
+        def room() -> float:
+            return min(end - time.perf_counter(), left())
+
+        if room() < MIN_STAGE_S:
+            return hi
+        if lp_feasible(tighten_band(p, lo, region), room()):
             return lo
-        while hi - lo > BAND_STEP and time.perf_counter() - ts < budget and left() > 0:
+        while hi - lo > BAND_STEP and room() >= MIN_STAGE_S:
             mid = 0.5 * (lo + hi)
-            if lp_feasible(tighten_band(p, mid, region)):
+            if lp_feasible(tighten_band(p, mid, region), room()):
                 hi = mid
             else:
                 lo = mid
@@ -584,7 +591,7 @@ def solve_lexicographic(
         ladder = [s for s in edge + (band - edge) * np.array([0.0, 0.1, 0.25, 0.5]) if s < band]
         for k, share in enumerate(ladder):
             spent = time.perf_counter() - ts
-            if spent >= budget or left() < MIN_STAGE_S:
+            if budget - spent < MIN_STAGE_S or left() < MIN_STAGE_S:
                 break
             tries += 1
             part = (budget - spent) / max(left(), 1e-9) / (len(ladder) - k)
