@@ -25,6 +25,7 @@ from solvers.problem import AlignmentProblem
 from solvers.rebalance import (
     cap_disruption,
     disruption_bound,
+    region_dual_bound,
     solve_lexicographic,
     tighten_band,
 )
@@ -315,11 +316,9 @@ def test_a_region_plan_failing_the_whole_book_check_falls_back_to_a_wider_region
     assert check_plan(r.planning.problem, full).ok
 
 
-def test_capacity_aware_bounds_bracket_and_reach_the_manifest(book, monkeypatch):
-    """A leaver on reps with little capacity to spare (the far corners R1 and R3 have the
-    most): the staged relaxation's Lagrangian bound (what books of 50,000 accounts and more
-    get) lies between the transshipment bound and the exact LP relaxation's optimum, and
-    the rebalance's manifest states a bound no larger than what its checked plan moves."""
+def _tight_leaver(book):
+    """A leaver (R5) on reps with little capacity to spare (the far corners R1 and R3 have
+    the most): the previous plan, the change and the rebalance's problem."""
     import territory_opt.rebalance as rb
 
     prev = load_previous_plan(book / "plan")
@@ -335,7 +334,18 @@ def test_capacity_aware_bounds_bracket_and_reach_the_manifest(book, monkeypatch)
     changes = validate_changes(
         pd.DataFrame([{"change": "remove", "rep_id": "R5"}]), reps, file="test"
     )
-    p = rb._build(tight, changes, tight.config).pp.problem
+    return tight, changes, rb._build(tight, changes, tight.config)
+
+
+def test_capacity_aware_bounds_bracket_and_reach_the_manifest(book, monkeypatch):
+    """On the tight leaver, the staged relaxation's Lagrangian bound (what books of 50,000
+    accounts and more get) lies between the transshipment bound and the exact LP
+    relaxation's optimum, and the rebalance's manifest states a bound no larger than what
+    its checked plan moves."""
+    import territory_opt.rebalance as rb
+
+    tight, changes, built = _tight_leaver(book)
+    p = built.pp.problem
     trans = disruption_bound(p)
     xy = tight.inputs.accounts[["lon", "lat"]].to_numpy(float)
     exact = rb._lp_bound(p, trans, 20.0, unit_xy=xy)
@@ -349,6 +359,44 @@ def test_capacity_aware_bounds_bracket_and_reach_the_manifest(book, monkeypatch)
     pl = r.manifest["plan"]
     assert trans.bound * (1 - 1e-9) <= pl["moved_potential_lower_bound"]
     assert pl["moved_potential_lower_bound"] <= pl["moved_potential"] * (1 + 1e-9)
+
+
+def test_region_duals_bound_the_whole_problem_with_capacity():
+    """Any multipliers give a bound by weak duality: a region's LP duals priced over the
+    whole book never exceed the whole LP's optimum, equal it when the region is every rep,
+    and count capacity, which the transshipment LP drops. The book: 5,000 accounts and 30
+    reps with capacity binding (the rebalance benchmark's quick book), one leaver."""
+    import territory_opt.rebalance as rb
+    from territory_opt.config import PotentialSettings
+    from territory_opt.io import validate_inputs
+    from territory_opt.rebalance import PreviousPlan
+    from territory_opt.scale_book import generate_scale_book
+
+    scale = generate_scale_book(5000, 30, seed=0, drift=0.0, capacity_ratio=1.15)
+    inputs = validate_inputs(scale.accounts, scale.reps)
+    config = PlanConfig(tolerance=0.05, potential=PotentialSettings(method="column"))
+    rep_of = inputs.accounts["current_rep_id"].astype(str)
+    prev = PreviousPlan(inputs, inputs.accounts["potential"], rep_of, config, None, {})
+    changes = validate_changes(
+        pd.DataFrame([{"change": "remove", "rep_id": "R0026"}]), inputs.reps, file="test"
+    )
+    built = rb._build(prev, changes, config)
+    p = built.pp.problem
+    trans = disruption_bound(p)
+    exact = rb._lp_bound(p, trans, 30.0).bound
+    assert exact > 1.03 * trans.bound  # capacity binds: the cascade costs more
+    owner = pd.Series(np.arange(built.owner_ids.size), index=built.owner_ids)
+    rep_owner = owner[built.pp.rep_ids].to_numpy()
+    reach = built.owner_ids == "R0026"
+    values = []
+    for _ in range(3):
+        reach = reach | built.adjacency[reach].any(axis=0)
+        value, _ = region_dual_bound(p, reach[rep_owner])
+        values.append(value)
+        assert value <= exact * (1 + 1e-7)
+    whole, _ = region_dual_bound(p, np.ones(p.num_reps, bool))
+    assert whole == pytest.approx(exact, rel=1e-6)
+    assert max(values) > 1.03 * trans.bound
 
 
 def test_same_seed_same_plan(book):
