@@ -24,8 +24,11 @@ The rules, in order of priority:
 
 **Bound.** ``moved_potential_lower_bound`` is the optimum of a transshipment LP over all
 reps (:func:`solvers.rebalance.disruption_bound`): no plan that keeps the rules above can
-move less potential. When time remains after the plan, it is raised to the LP relaxation
-of least disruption with every rule, capacity included (which the transshipment LP drops):
+move less potential. When the plan moves more than 1.02 x that, it is raised first by the
+LP duals of the plan's region one hop wider priced over the whole book
+(:func:`solvers.rebalance.region_dual_bound`, capacity included, about a second), then,
+when time remains, to the LP relaxation of least disruption with every rule, capacity
+included (which the transshipment LP drops):
 exact below 50,000 accounts, a Lagrangian bound of the staged relaxation above (skipped
 when the plan is within 2 % of the transshipment bound). The arithmetic floor -- what must
 leave a leaver or an over-band rep and what a new rep must receive to reach the lower edge
