@@ -613,6 +613,9 @@ def solve_lexicographic(
         if sub_built is None:
             return False
         lp = solve_relaxation(sub_built[0], time_limit_s=max(0.1, limit_s))
+        if lp.status not in ("OPTIMAL", "INFEASIBLE"):
+            # Undecided on the clock: counted as feasible, and the run as not reproducible.
+            stats["clock_stops"] = stats.get("clock_stops", 0) + 1
         return lp.status != "INFEASIBLE"
 
     def narrowest(p: AlignmentProblem, lo: float, hi: float, budget: float) -> float:
