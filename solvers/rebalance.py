@@ -259,9 +259,10 @@ def region_dual_bound(
     y_band = np.where((y_band < 0) & ~np.isfinite(hi_f), 0.0, y_band)
     y_cap = np.where((y_cap < 0) & np.isfinite(problem.capacity_h), y_cap, 0.0)
     y_keep, y_total = np.maximum(y_keep, 0.0), np.maximum(y_total, 0.0)
-    const = float(np.where(y_band > 0, y_band * np.where(y_band > 0, lo_f, 0), 0).sum())
-    const += float(np.where(y_band < 0, y_band * np.where(y_band < 0, hi_f, 0), 0).sum())
-    const += float((y_cap * np.where(y_cap < 0, problem.capacity_h, 0)).sum())
+    # The limit each multiplier faces (finite wherever the multiplier is non-zero).
+    limit = np.where(y_band > 0, lo_f, np.where(y_band < 0, hi_f, 0.0))
+    const = float((y_band * limit).sum())
+    const += float((y_cap * np.where(y_cap < 0, problem.capacity_h, 0.0)).sum())
     const += float((y_keep * problem.keep_min).sum() + (y_total * problem.keep_min_total).sum())
     # Reduced cost of every pair of the whole problem: cost - y . (its column).
     c = problem.cand_rep
@@ -687,8 +688,11 @@ def solve_lexicographic(
     stats["balance_tries"] = tries
 
     # Travel, within the band and the disruption cap.
+    def travel(a: np.ndarray) -> float:
+        return float(problem.pair_cost[problem.pair_index(np.arange(problem.num_units), a)].sum())
+
     ts = time.perf_counter()
-    cost = float(problem.pair_cost[problem.pair_index(np.arange(problem.num_units), plan)].sum())
+    cost = travel(plan)
     status = "SKIPPED (no time left)"
     if left() > MIN_STAGE_S:
         status = "NO BETTER PLAN"
@@ -697,12 +701,8 @@ def solve_lexicographic(
         found, _ = solve(
             tighten_band(capped, band + 1e-9, region), "travel", 1.0 if frontier < 2 else 0.3, False
         )
-        if found is not None:
-            c = float(
-                problem.pair_cost[problem.pair_index(np.arange(problem.num_units), found)].sum()
-            )
-            if c < cost:
-                plan, cost, status = found, c, "FEASIBLE"
+        if found is not None and travel(found) < cost:
+            plan, cost, status = found, travel(found), "FEASIBLE"
     stages.append(Stage("travel", status, cost, np.nan, time.perf_counter() - ts))
 
     fronts: list[np.ndarray] = []
